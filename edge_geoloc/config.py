@@ -1,0 +1,224 @@
+"""YAML configuration validated into dataclasses.
+
+Every configuration file of the project (regions, camera models, export recipes, training
+configs, map manifests) is loaded through :func:`load_config`, so that an unknown key, a wrong
+type or an impossible value fails the same way everywhere: with the file, the line, the key
+and what was expected.
+
+Range checks live next to the field they constrain, as dataclass field metadata::
+
+    size_m: float = field(metadata=check(lambda v: v > 0, "a positive number"))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration file or mapping that does not match its schema."""
+
+
+def check(predicate: Callable[[Any], bool], expected: str) -> dict[str, Any]:
+    """Field metadata: ``predicate(value)`` must hold; ``expected`` says what a good value is."""
+    return {"check": (predicate, expected)}
+
+
+class _LineMap(dict):
+    """A mapping that remembers the source line of each key (1-based)."""
+
+    lines: dict[str, int]
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that keeps the line of every mapping key, for error messages."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineMap:
+    loader.flatten_mapping(node)
+    out = _LineMap()
+    out.lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in out:
+            raise ConfigError(f"{loader.name}:{key_node.start_mark.line + 1}: key {key!r} appears twice")
+        out[key] = loader.construct_object(value_node, deep=True)
+        out.lines[str(key)] = key_node.start_mark.line + 1
+    return out
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file, remembering key lines; syntax errors name the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    loader = _LineLoader(text)
+    loader.name = str(path)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: not valid YAML: {getattr(err, 'problem', err)}") from None
+    finally:
+        loader.dispose()
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if tp is type(None):
+        return "null"
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if origin in (list, tuple):
+        args = get_args(tp)
+        inner = _type_name(args[0]) if args else "values"
+        return f"a list of {inner}"
+    if origin is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(tp):
+        return f"a mapping ({tp.__name__})"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _convert(value: Any, tp: Any, where: str, key: str) -> Any:
+    """Convert one YAML value to ``tp`` or raise a ConfigError naming ``key``."""
+
+    def fail(extra: str = "") -> ConfigError:
+        return ConfigError(f"{where}: key '{key}': expected {_type_name(tp)}, got {value!r}{extra}")
+
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, where, key)
+            except ConfigError:
+                continue
+        raise fail()
+    if origin is typing.Literal:
+        if value in get_args(tp):
+            return value
+        raise fail()
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise fail()
+        args = get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise fail(f" ({len(args)} values expected)")
+            return tuple(_convert(v, a, where, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        inner = args[0] if args else Any
+        items = [_convert(v, inner, where, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise fail()
+        _, vt = get_args(tp) or (Any, Any)
+        return {k: _convert(v, vt, where, f"{key}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise fail()
+        return _build(tp, value, where.split(":")[0], prefix=f"{key}.")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise fail()
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise fail()
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise fail()
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise fail()
+    if isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise fail()
+
+
+def _build(cls: type[T], data: Mapping[str, Any], source: str, prefix: str = "") -> T:
+    lines = getattr(data, "lines", {})
+
+    def where(key: str | None = None) -> str:
+        line = lines.get(key) if key is not None else None
+        return f"{source}:{line}" if line else source
+
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        key = str(unknown[0])
+        raise ConfigError(f"{where(key)}: unknown key '{prefix}{key}' (expected one of: {', '.join(sorted(fields))})")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{where()}: missing key '{prefix}{name}' ({_type_name(hints[name])})")
+            continue
+        value = _convert(data[name], hints[name], where(name), prefix + name)
+        if "check" in f.metadata and value is not None:
+            predicate, expected = f.metadata["check"]
+            if not predicate(value):
+                raise ConfigError(f"{where(name)}: key '{prefix}{name}': expected {expected}, got {data[name]!r}")
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{where()}: {err}") from None
+
+
+def from_mapping(cls: type[T], data: Mapping[str, Any], source: str = "<mapping>") -> T:
+    """Validate a mapping (for example a YAML document already read) into dataclass ``cls``."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a mapping of keys to values, got {type(data).__name__}")
+    return _build(cls, data, source)
+
+
+def load_config(cls: type[T], path: str | Path) -> T:
+    """Read the YAML file ``path`` and validate it into dataclass ``cls``."""
+    return from_mapping(cls, read_yaml(path) or {}, str(path))
+
+
+def to_mapping(obj: Any) -> Any:
+    """A dataclass (nested) as plain YAML-friendly values: tuples become lists."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_mapping(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+    if isinstance(obj, (list, tuple)):
+        return [to_mapping(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_mapping(v) for k, v in obj.items()}
+    return obj
+
+
+def dump_config(obj: Any, path: str | Path) -> None:
+    """Write a dataclass as YAML (keys in field order)."""
+    Path(path).write_text(yaml.safe_dump(to_mapping(obj), sort_keys=False))

@@ -1,0 +1,1 @@
+"""Synthetic world: layout, renderers (aerial, panorama, pinhole, UAV), trajectories, sensors."""

@@ -25,6 +25,11 @@ _AUTUMN_SHIFT = {
 }
 
 
+#: Sun positions (azimuth, elevation) street and UAV appearances are drawn from: shadow rasters are
+#: cached per sun position, so a small bank lets every view of a dataset reuse a few of them.
+STREET_SUN_BANK = tuple((float(az), float(el)) for az in range(0, 360, 45) for el in (25, 45, 65))
+
+
 @dataclass(frozen=True)
 class Appearance:
     sun_azimuth_deg: float = 150.0  # clockwise from grid north
@@ -43,9 +48,13 @@ class Appearance:
         if kind not in ("street", "aerial", "uav"):
             raise ValueError(f"appearance kind must be street, aerial or uav, got {kind!r}")
         aerial = kind == "aerial"
+        if aerial:
+            sun_az, sun_el = float(rng.uniform(100, 260)), float(rng.uniform(35, 65))
+        else:
+            sun_az, sun_el = STREET_SUN_BANK[int(rng.integers(len(STREET_SUN_BANK)))]
         return cls(
-            sun_azimuth_deg=float(rng.uniform(90, 270) if aerial else rng.uniform(0, 360)),
-            sun_elevation_deg=float(rng.uniform(30, 65) if aerial else rng.uniform(15, 70)),
+            sun_azimuth_deg=sun_az,
+            sun_elevation_deg=sun_el,
             season=float(rng.uniform(0, 1)),
             exposure=float(np.exp(rng.normal(0, 0.12 if aerial else 0.2))),
             white_balance=tuple(float(v) for v in np.exp(rng.normal(0, 0.05, 3))),  # type: ignore[arg-type]

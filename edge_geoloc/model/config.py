@@ -1,0 +1,99 @@
+"""Model configurations: named YAML files in ``edge_geoloc/configs/model`` or a path.
+
+A config fixes both branches' input sizes, the ViT size and the descriptor. It is plain data
+(no torch), so the model card, the FLOP counter and the runtime read the same sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from edge_geoloc.config import ConfigError, check, load_config
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "model"
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class BranchConfig:
+    height: int = field(metadata=check(lambda v: v > 0, "a positive pixel count"))
+    width: int = field(metadata=check(lambda v: v > 0, "a positive pixel count"))
+    patch: int = field(metadata=check(lambda v: v > 0, "a positive patch size"))
+
+    def __post_init__(self) -> None:
+        if self.height < self.patch or self.width < self.patch:
+            raise ValueError(f"input {self.height}x{self.width} is smaller than one patch of {self.patch}")
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Patch grid; a remainder is dropped as a strided conv does (TransGeo: 616 px -> 38 columns)."""
+        return self.height // self.patch, self.width // self.patch
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Two unshared ViT branches (TransGeo): street (query) and aerial (reference)."""
+
+    name: str
+    dim: int = field(metadata=check(lambda v: v > 0, "a positive width"))
+    depth: int = field(metadata=check(lambda v: v > 0, "a positive number of blocks"))
+    heads: int = field(metadata=check(lambda v: v > 0, "a positive number of heads"))
+    mlp_ratio: float = field(metadata=check(lambda v: v > 0, "a positive ratio"))
+    descriptor_dim: int = field(metadata=check(lambda v: v > 0, "a positive dimension"))
+    street: BranchConfig  # the 360-degree panorama input; limited FoV crops its width
+    aerial: BranchConfig
+    distilled: bool = True  # a distillation token beside the class token (DeiT); descriptor = mean of both heads
+    fov_deg: float = field(default=360.0, metadata=check(lambda v: 0 < v <= 360, "a field of view in (0, 360]"))
+    tile_m: float = field(default=64.0, metadata=check(lambda v: v > 0, "a tile side in metres"))
+    keep_ratio: float = field(default=1.0, metadata=check(lambda v: 0 < v <= 1, "a keep ratio in (0, 1]"))
+    prune_at: int = field(default=2, metadata=check(lambda v: v >= 0, "a block index"))
+    offset_hidden: int = field(default=256, metadata=check(lambda v: v > 0, "a positive width"))
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+        if self.prune_at >= self.depth:
+            raise ValueError(f"prune_at {self.prune_at} must be a block index below depth {self.depth}")
+
+    @property
+    def street_input(self) -> BranchConfig:
+        """The street branch's actual input: the panorama cropped to the FoV (TransGeo's protocol)."""
+        if self.fov_deg >= 360:
+            return self.street
+        width = max(self.street.patch, int(self.fov_deg / 360.0 * self.street.width))
+        return replace(self.street, width=width)
+
+    @property
+    def aerial_gsd_m(self) -> float:
+        """Ground sample distance of the aerial input: the tile side over its pixels."""
+        return self.tile_m / self.aerial.width
+
+    @property
+    def special_tokens(self) -> int:
+        return 2 if self.distilled else 1
+
+    def with_(self, **changes: object) -> ModelConfig:
+        return replace(self, **changes)
+
+
+def named_configs() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def load_model_config(name_or_path: str | Path) -> ModelConfig:
+    """A named config (``tiny``, ``transgeo-cvusa``, ``transgeo-vigor``) or a YAML path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = CONFIG_DIR / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise ConfigError(f"unknown model config {name_or_path!r} (named configs: {', '.join(named_configs())})")
+    return load_config(ModelConfig, path)

@@ -3,12 +3,15 @@ import pytest
 
 from edge_geoloc.evaluate import (
     Scope,
+    fuse,
+    fuse_topk,
     localization_metrics,
     noisy_prior,
     predict_positions,
     ranks,
     restrict,
     retrieval_metrics,
+    top_candidates,
     top_percent_k,
 )
 
@@ -125,3 +128,19 @@ def test_localization_metrics_hand_computed():
     assert m["no_candidate_pct"] == 25.0 and m["acc@50m"] == 75.0 and m["median_m"] == pytest.approx(3.0)
     with pytest.raises(ValueError):
         localization_metrics(np.array([]))
+
+
+def test_fuse_topk_weights_by_similarity():
+    ref = np.array([[0.0, 0.0], [32.0, 0.0], [0.0, 32.0], [500.0, 500.0]])
+    sim = np.array([[0.9, 0.9, 0.1, -0.5], [1.0, 0.0, 0.0, 0.0], [-np.inf, -np.inf, -np.inf, -np.inf]])
+    out = fuse_topk(sim, ref, k=2, temperature=0.05)
+    # Two equal best tiles: halfway between their centres.
+    assert np.allclose(out[0], [16.0, 0.0])
+    # One dominant tile: its centre (the other weight is e^-20).
+    assert np.allclose(out[1], [0.0, 0.0], atol=1e-6)
+    # No candidate in scope: NaN, not a guess.
+    assert np.isnan(out[2]).all()
+    # Candidates come best first; fuse() takes any candidate positions (e.g. centre + offset).
+    top, sims = top_candidates(sim[:2], 3)
+    assert top[1].tolist()[0] == 0 and np.all(np.diff(sims, axis=1) <= 0)
+    assert np.allclose(fuse(ref[top[:1]] + [0.0, 4.0], sims[:1], 0.05), [[16.0, 4.0]], atol=1e-6)

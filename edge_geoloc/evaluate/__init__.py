@@ -5,10 +5,13 @@ from edge_geoloc.evaluate.localization import (
     CIRCULAR_SCOPES,
     VIGOR_SCOPE,
     Scope,
+    fuse,
+    fuse_topk,
     localization_metrics,
     noisy_prior,
     predict_positions,
     restrict,
+    top_candidates,
 )
 from edge_geoloc.evaluate.retrieval import ranks, retrieval_metrics, top_percent_k
 
@@ -17,11 +20,14 @@ __all__ = [
     "CIRCULAR_SCOPES",
     "VIGOR_SCOPE",
     "Scope",
+    "fuse",
+    "fuse_topk",
     "localization_metrics",
     "noisy_prior",
     "predict_positions",
     "ranks",
     "restrict",
     "retrieval_metrics",
+    "top_candidates",
     "top_percent_k",
 ]

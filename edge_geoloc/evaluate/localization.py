@@ -108,3 +108,38 @@ def localization_metrics(
     out["mean_m"] = float(finite.mean()) if finite.size else float("inf")
     out["no_candidate_pct"] = float(np.mean(~np.isfinite(err)) * 100.0)
     return out
+
+
+def top_candidates(similarity: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (Q, k) and similarities (Q, k) of each query's k best references, best first."""
+    sim = np.asarray(similarity, dtype=np.float64)
+    k = max(1, min(k, sim.shape[1]))
+    top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(sim, top, axis=1), axis=1, kind="stable")
+    top = np.take_along_axis(top, order, axis=1)
+    return top, np.take_along_axis(sim, top, axis=1)
+
+
+def fuse(positions: np.ndarray, similarities: np.ndarray, temperature: float = 0.05) -> np.ndarray:
+    """Similarity-weighted mean of candidate positions (Q, k, 2) with weights softmax(s / T).
+
+    Dense tiles overlap (each point lies in four), so how the similarity falls off among
+    neighbouring tiles carries the position inside the best one. Candidates with similarity
+    -inf (out of scope) get no weight; a query with none gives NaN, not a guess.
+    """
+    s = np.asarray(similarities, dtype=np.float64)
+    finite = np.isfinite(s)
+    logits = np.where(finite, s / temperature, -np.inf)
+    peak = np.max(logits, axis=1, keepdims=True)
+    w = np.where(finite, np.exp(logits - np.where(np.isfinite(peak), peak, 0.0)), 0.0)
+    total = w.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.sum(np.asarray(positions, dtype=np.float64) * w[..., None], axis=1) / total
+    out[total[:, 0] == 0] = np.nan
+    return out
+
+
+def fuse_topk(similarity: np.ndarray, ref_en: np.ndarray, k: int = 5, temperature: float = 0.05) -> np.ndarray:
+    """:func:`fuse` over each query's top-k reference centres."""
+    top, sims = top_candidates(similarity, k)
+    return fuse(np.asarray(ref_en, dtype=np.float64)[top], sims, temperature)

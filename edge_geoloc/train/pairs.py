@@ -1,0 +1,134 @@
+"""A dataset split resized to the model's inputs and held in memory as uint8 arrays.
+
+CPU training reads every image many times; decoding JPEG/PNG and resizing each time would cost
+more than the small model's step. Images are decoded and resized once with the project's one
+preprocessing (:mod:`edge_geoloc.runtime.preprocess`), then cached beside the dataset
+(``<root>/.cache/``), keyed by the files' list and sizes, so a second run starts at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from edge_geoloc.data.vigor import VigorDataset
+from edge_geoloc.runtime.preprocess import resize_to
+
+EARTH_RADIUS_M = 6_371_008.8
+
+
+CITY_SEPARATION_M = 1e8  # cities are laid side by side this far apart on one plane: never in one scope
+
+
+def local_en(lat: np.ndarray, lon: np.ndarray, lat0: float, lon0: float) -> np.ndarray:
+    """East/north metres on a local tangent plane at (lat0, lon0): within 0.01% over a few km."""
+    east = np.radians(np.asarray(lon) - lon0) * EARTH_RADIUS_M * np.cos(np.radians(lat0))
+    north = np.radians(np.asarray(lat) - lat0) * EARTH_RADIUS_M
+    return np.stack([east, north], axis=-1)
+
+
+def city_plane(ds: VigorDataset) -> tuple[np.ndarray, np.ndarray]:
+    """Panorama and satellite positions in metres, each city on its own tangent plane (at the mean
+    of its satellite centres) and the cities set CITY_SEPARATION_M apart, so distances inside a city
+    are exact to centimetres and no scope ever spans two cities."""
+    street_en = np.zeros((len(ds), 2))
+    aerial_en = np.zeros((ds.num_aerial, 2))
+    for ci in range(len(ds.cities)):
+        s, a = ds.pano_city == ci, ds.sat_city == ci
+        lat0, lon0 = float(np.mean(ds.sat_lat[a])), float(np.mean(ds.sat_lon[a]))
+        shift = np.array([ci * CITY_SEPARATION_M, 0.0])
+        street_en[s] = local_en(ds.pano_lat[s], ds.pano_lon[s], lat0, lon0) + shift
+        aerial_en[a] = local_en(ds.sat_lat[a], ds.sat_lon[a], lat0, lon0) + shift
+    return street_en, aerial_en
+
+
+@dataclass
+class PairSet:
+    """Street queries and aerial references of one split, at model input size."""
+
+    street: np.ndarray  # (N, H, W, 3) uint8: full 360-degree panoramas at the model's 360 width
+    aerial: np.ndarray  # (M, h, w, 3) uint8
+    label: np.ndarray  # (N, 4) aerial indices, positive first
+    offset_m: np.ndarray  # (N, 4, 2) street position (east, north) from each tile centre
+    iou: np.ndarray  # (N, 4)
+    street_en: np.ndarray  # (N, 2) metres, see city_plane
+    aerial_en: np.ndarray  # (M, 2)
+    heading_deg: float | None  # of the panoramas' centre column (true north), when known
+    tile_m: float
+
+    def __len__(self) -> int:
+        return len(self.street)
+
+    def subset(self, idx: np.ndarray) -> PairSet:
+        """Some queries, all references."""
+        return PairSet(
+            self.street[idx], self.aerial, self.label[idx], self.offset_m[idx], self.iou[idx],
+            self.street_en[idx], self.aerial_en, self.heading_deg, self.tile_m,
+        )  # fmt: skip
+
+
+def _load_all(paths: list[Path], reader, size_hw: tuple[int, int], desc: str) -> np.ndarray:
+    out = np.empty((len(paths), size_hw[0], size_hw[1], 3), dtype=np.uint8)
+
+    def one(i: int) -> None:
+        out[i] = resize_to(reader(i), *size_hw)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        list(tqdm(pool.map(one, range(len(paths))), total=len(paths), desc=desc, unit="img", leave=False))
+    return out
+
+
+def _cached(cache: Path, key: dict, build) -> np.ndarray:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache / f"{key['kind']}-{digest}.npy"
+    if path.exists():
+        try:
+            return np.load(path)
+        except (ValueError, OSError):
+            path.unlink(missing_ok=True)  # a corrupt cache is rebuilt, never trusted
+    arr = build()
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npy")
+    np.save(tmp, arr)
+    os.replace(tmp, path)
+    return arr
+
+
+def load_pairs(
+    ds: VigorDataset,
+    street_hw: tuple[int, int],
+    aerial_hw: tuple[int, int],
+    cache_dir: str | Path | None = None,
+) -> PairSet:
+    """Decode, resize and cache a VIGOR-layout split (see module docstring)."""
+    cache = Path(cache_dir) if cache_dir is not None else ds.root / ".cache"
+    files = lambda paths: [str(Path(p).relative_to(ds.root)) for p in paths]  # noqa: E731
+    street = _cached(
+        cache,
+        {"kind": "street", "files": files(ds.pano_paths), "hw": list(street_hw)},
+        lambda: _load_all(ds.pano_paths, ds.street, street_hw, "panoramas"),
+    )
+    aerial = _cached(
+        cache,
+        {"kind": "aerial", "files": files(ds.sat_paths), "hw": list(aerial_hw)},
+        lambda: _load_all(ds.sat_paths, ds.aerial, aerial_hw, "aerial tiles"),
+    )
+    street_en, aerial_en = city_plane(ds)
+    return PairSet(
+        street=street,
+        aerial=aerial,
+        label=ds.label,
+        offset_m=ds.delta_m,
+        iou=ds.iou,
+        street_en=street_en,
+        aerial_en=aerial_en,
+        heading_deg=ds.heading_deg,
+        tile_m=ds.tile_m,
+    )

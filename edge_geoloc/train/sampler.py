@@ -1,0 +1,102 @@
+"""Batches built from nearby places: GPS-neighbour hard negatives (VIGOR, Sample4Geo).
+
+In-batch negatives from far away are easy; neighbours share style, street layout and lighting,
+so putting them in the same batch makes the loss work on what the scoped search must tell
+apart. Two samples that share any reference tile (positive or semi-positive) never share a
+batch: each would be the other's false negative (VIGOR's ``check_overlap``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def neighbour_lists(positions: np.ndarray, k: int, chunk: int = 2048) -> np.ndarray:
+    """Indices of each sample's k nearest others by position (N, k), nearest first."""
+    pos = np.asarray(positions, dtype=np.float64)
+    n = len(pos)
+    k = min(k, n - 1)
+    out = np.empty((n, k), dtype=np.int64)
+    for s in range(0, n, chunk):
+        d = np.sum((pos[s : s + chunk, None, :] - pos[None, :, :]) ** 2, axis=-1)
+        d[np.arange(len(d)), np.arange(s, s + len(d))] = np.inf
+        part = np.argpartition(d, k, axis=1)[:, :k]
+        order = np.argsort(np.take_along_axis(d, part, axis=1), axis=1)
+        out[s : s + chunk] = np.take_along_axis(part, order, axis=1)
+    return out
+
+
+class GeoBatchSampler:
+    """Epoch-seeded batches: a random anchor, then its free GPS neighbours, repeated until full.
+
+    ``tiles`` (N, T): the reference tiles each sample touches (positive first, then
+    semi-positives; -1 pads). ``neighbours`` per anchor join its batch; 0 gives plain random
+    batches (still overlap-free).
+    """
+
+    def __init__(
+        self,
+        positions: np.ndarray,
+        tiles: np.ndarray,
+        batch_size: int,
+        neighbours: int = 3,
+        seed: int = 0,
+        pool: int = 32,
+    ) -> None:
+        if batch_size < 2:
+            raise ValueError(f"batch size must be at least 2, got {batch_size}")
+        self.tiles = np.asarray(tiles, dtype=np.int64)
+        if len(self.tiles) != len(positions):
+            raise ValueError(f"{len(positions)} positions but {len(self.tiles)} tile rows")
+        self.batch_size = batch_size
+        self.neighbours = neighbours
+        self.seed = seed
+        self.near = neighbour_lists(positions, pool) if neighbours > 0 and len(positions) > 1 else None
+
+    def __len__(self) -> int:
+        return len(self.tiles) // self.batch_size
+
+    def batches(self, epoch: int) -> list[np.ndarray]:
+        """Full, overlap-free batches for an epoch (deterministic in seed and epoch)."""
+        rng = np.random.default_rng((self.seed, epoch))
+        order = rng.permutation(len(self.tiles))
+        used = np.zeros(len(self.tiles), dtype=bool)
+        batches: list[np.ndarray] = []
+        cursor = 0
+        while len(batches) < len(self):
+            batch: list[int] = []
+            taken: set[int] = set()
+            deferred: list[int] = []
+
+            def try_add(i: int) -> bool:
+                t = self.tiles[i]
+                t = set(t[t >= 0].tolist())
+                if used[i] or taken & t:
+                    return False
+                batch.append(i)
+                taken.update(t)
+                used[i] = True
+                return True
+
+            while len(batch) < self.batch_size and cursor < len(order):
+                anchor = int(order[cursor])
+                cursor += 1
+                if not try_add(anchor):
+                    if not used[anchor]:
+                        deferred.append(anchor)
+                    continue
+                if self.near is None:
+                    continue
+                added = 0
+                for j in self.near[anchor][rng.permutation(self.near.shape[1])]:
+                    if len(batch) >= self.batch_size or added >= self.neighbours:
+                        break
+                    added += try_add(int(j))
+            if len(batch) < self.batch_size:
+                break  # the rest of the epoch cannot fill a batch without overlaps
+            batches.append(np.asarray(batch, dtype=np.int64))
+            # Anchors skipped for overlap go back to the front of the queue for the next batch.
+            # (`used` keeps an anchor from being taken twice.)
+            if deferred:
+                order = np.concatenate([order[:cursor], np.asarray(deferred, dtype=order.dtype), order[cursor:]])
+        return batches

@@ -36,7 +36,7 @@ def load_checkpoint(path: str | Path, expect: ModelConfig | None = None) -> dict
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - torch raises many types for corrupt files
+    except Exception as err:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an edge-geoloc checkpoint (expected format {FORMAT})")

@@ -68,20 +68,10 @@ class GeoBatchSampler:
             taken: set[int] = set()
             deferred: list[int] = []
 
-            def try_add(i: int) -> bool:
-                t = self.tiles[i]
-                t = set(t[t >= 0].tolist())
-                if used[i] or taken & t:
-                    return False
-                batch.append(i)
-                taken.update(t)
-                used[i] = True
-                return True
-
             while len(batch) < self.batch_size and cursor < len(order):
                 anchor = int(order[cursor])
                 cursor += 1
-                if not try_add(anchor):
+                if not self._try_add(anchor, batch, taken, used):
                     if not used[anchor]:
                         deferred.append(anchor)
                     continue
@@ -91,7 +81,7 @@ class GeoBatchSampler:
                 for j in self.near[anchor][rng.permutation(self.near.shape[1])]:
                     if len(batch) >= self.batch_size or added >= self.neighbours:
                         break
-                    added += try_add(int(j))
+                    added += self._try_add(int(j), batch, taken, used)
             if len(batch) < self.batch_size:
                 break  # the rest of the epoch cannot fill a batch without overlaps
             batches.append(np.asarray(batch, dtype=np.int64))
@@ -100,3 +90,14 @@ class GeoBatchSampler:
             if deferred:
                 order = np.concatenate([order[:cursor], np.asarray(deferred, dtype=order.dtype), order[cursor:]])
         return batches
+
+    def _try_add(self, i: int, batch: list[int], taken: set[int], used: np.ndarray) -> bool:
+        """Add sample i unless it is used or shares a tile with the batch."""
+        t = self.tiles[i]
+        tiles = set(t[t >= 0].tolist())
+        if used[i] or taken & tiles:
+            return False
+        batch.append(i)
+        taken.update(tiles)
+        used[i] = True
+        return True

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def neighbour_lists(positions: np.ndarray, k: int, chunk: int = 2048) -> np.ndarray:
+def neighbour_lists(positions: np.ndarray, k: int, chunk: int = 512) -> np.ndarray:
     """Indices of each sample's k nearest others by position (N, k), nearest first."""
     pos = np.asarray(positions, dtype=np.float64)
     n = len(pos)
@@ -30,8 +30,9 @@ class GeoBatchSampler:
     """Epoch-seeded batches: a random anchor, then its free GPS neighbours, repeated until full.
 
     ``tiles`` (N, T): the reference tiles each sample touches (positive first, then
-    semi-positives; -1 pads). ``neighbours`` per anchor join its batch; 0 gives plain random
-    batches (still overlap-free).
+    semi-positives; -1 pads). ``neighbours`` per anchor join its batch, drawn from its ``pool``
+    nearest samples: the nearest all share the anchor's tiles (dense tiles overlap for ~2 strides),
+    so the pool must reach the next ring of places. 0 gives plain random (still overlap-free) batches.
     """
 
     def __init__(
@@ -41,7 +42,7 @@ class GeoBatchSampler:
         batch_size: int,
         neighbours: int = 3,
         seed: int = 0,
-        pool: int = 32,
+        pool: int = 256,
     ) -> None:
         if batch_size < 2:
             raise ValueError(f"batch size must be at least 2, got {batch_size}")
@@ -78,7 +79,7 @@ class GeoBatchSampler:
                 if self.near is None:
                     continue
                 added = 0
-                for j in self.near[anchor][rng.permutation(self.near.shape[1])]:
+                for j in self.near[anchor]:  # nearest first: the hardest negatives
                     if len(batch) >= self.batch_size or added >= self.neighbours:
                         break
                     added += self._try_add(int(j), batch, taken, used)

@@ -39,7 +39,7 @@ def test_neighbour_batches_are_spatially_tighter_than_random():
         spread[k] = np.mean([x.min(axis=1).mean() for x in d])
     assert spread[3] < 0.6 * spread[0]
     nn = neighbour_lists(pos, 4)
-    assert set(nn[0].tolist()) <= {1, 16, 17, 2, 32}
+    assert set(nn[0].tolist()) == {1, 40, 41, 2} or set(nn[0].tolist()) == {1, 40, 41, 80}
 
 
 def test_rotate_mirror_keep_alignment_and_offsets():

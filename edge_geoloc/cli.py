@@ -15,7 +15,10 @@ import sys
 from edge_geoloc import __version__
 
 # Modules that register subcommands, in the order they appear in --help.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "edge_geoloc.data.cli",
+    "edge_geoloc.train.cli",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

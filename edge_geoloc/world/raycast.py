@@ -1,0 +1,827 @@
+"""Column ray casting of the 2.5D world: the one engine behind the street panorama, the pinhole
+camera and the UAV camera.
+
+Every vertical line of the world projects onto rays of a single azimuth, so all rays of a camera
+that share an azimuth (an image column of an equirectangular view; a line through the nadir point
+of a UAV frame) lie in one vertical plane, and one march along the ground resolves occlusion for
+all of them at once (the "voxel space" method). Rays are grouped into azimuth bins no wider than
+the finest pixel; per bin we sample the height raster at distances ``d_k`` (fine near, coarse far,
+never coarser than a ray's footprint on the tops for a camera high above them), project each
+sample's top to ``tan(elevation) = (h_k - z_cam) / d_k`` and keep a running maximum: the rays it
+newly passes are the ones sample ``k`` covers. With the bin's rays sorted by elevation those are a
+contiguous run, found by one ``searchsorted`` for all bins and samples, and expanded with
+``np.repeat``. The march is shared, the hit is not: every ray gets its own exact hit (flat tops
+analytically, walls at a distance refined by bisection and the building's footprint edge) along
+its own direction, so geometry is exact to well under a pixel even where the march is coarse, and
+pinhole and UAV frames need no resampling.
+
+Tree crowns are not height-field columns but analytic ellipsoids on trunks (a height field would
+draw them as green pillars down to the ground), composited with a depth test; their pixels are
+removed from the height raster the march uses and the ground beneath is drawn in the crown's shade.
+
+Local coordinates: ``x`` east and ``y`` north in metres from the raster's north-west corner, so a
+raster cell is ``(row, col) = (floor(-y / res), floor(x / res))``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from edge_geoloc.world.appearance import AMBIENT, Appearance, seasonal_albedo
+from edge_geoloc.world.lighting import sun_shadow, top_colour
+from edge_geoloc.world.scene import Material, World
+
+WALL_JUMP_M = 0.3  # a rise steeper than this within one raster cell is a wall, not a slope
+MAX_ELEVATION_DEG = 89.9  # rays are kept within +-this so that tan(elevation) stays finite
+MAX_BINS = 8192
+_BARK_RGB = np.array([0.30, 0.24, 0.19], np.float32)
+_CAR_GLASS_RGB = np.array([0.10, 0.12, 0.15], np.float32)
+
+
+@dataclass
+class _Tables:
+    """Per-world arrays the caster needs, built once and cached in ``world.cache``."""
+
+    height: np.ndarray  # (H + 2, W + 2) float32, tree crowns removed, zero border (outside = flat ground)
+    facade: np.ndarray  # (NB + 1, 3) float32 0..1, row 0 unused
+    window: np.ndarray  # (NB + 1, 3) float32
+    floor_m: np.ndarray  # (NB + 1,)
+    spacing_m: np.ndarray  # (NB + 1,)
+    edges: np.ndarray  # (NB + 1, Kmax, 4) local footprint edges x0, y0, x1, y1 (NaN padding)
+    normals: np.ndarray  # (NB + 1, Kmax, 2) outward unit normals of the edges
+    tree_xy: np.ndarray  # (T, 2) local crown centres
+    tree_r: np.ndarray  # (T,) crown radius
+    tree_rz: np.ndarray  # (T,) crown vertical semi-axis
+    tree_zc: np.ndarray  # (T,) crown centre height
+    tree_albedo: np.ndarray  # (T, 3) uint8 crown colour as the aerial view sees it
+    hmax: float  # highest top of the world
+    mean_albedo: np.ndarray  # (3,) float32 colour of the ground beyond the world's edge
+
+
+def crown_shape(radius_m: np.ndarray, height_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(vertical semi-axis, centre height) of a tree crown: an ellipsoid whose top is the tree's
+    height, on a trunk of at least a fifth of that height."""
+    radius_m, height_m = np.asarray(radius_m, np.float32), np.asarray(height_m, np.float32)
+    rz = np.minimum(radius_m * 1.1, 0.4 * height_m)
+    return rz, height_m - rz
+
+
+def tables(world: World) -> _Tables:
+    """The caster's cached view of a world."""
+    tab = world.cache.get("raycast")
+    if tab is not None:
+        return tab
+    nb = len(world.buildings)
+    res = world.res_m
+    is_tree = world.obj > nb
+    height = world.height.astype(np.float32)
+    if np.any(is_tree):
+        height = np.where(is_tree, np.float32(0.0), height)
+    b = world.buildings
+    facade = np.full((nb + 1, 3), 0.6, np.float32)
+    window = np.full((nb + 1, 3), 0.2, np.float32)
+    floor_m = np.full(nb + 1, 3.0, np.float32)
+    spacing_m = np.zeros(nb + 1, np.float32)
+    if nb:
+        facade[1:] = b.facade_rgb / 255.0
+        window[1:] = b.window_rgb / 255.0
+        floor_m[1:] = np.maximum(b.floor_m, 0.5)
+        spacing_m[1:] = b.window_spacing_m
+    kmax = max((len(f) for f in b.footprint), default=1)
+    edges = np.full((nb + 1, kmax, 4), np.nan)
+    normals = np.zeros((nb + 1, kmax, 2))
+    for i, fp in enumerate(b.footprint):
+        v = np.asarray(fp, np.float64).reshape(-1, 2) - (world.east_min, world.north_max)
+        w = np.roll(v, -1, axis=0)
+        seg = w - v
+        length = np.maximum(np.hypot(seg[:, 0], seg[:, 1]), 1e-9)
+        signed_area = 0.5 * np.sum(v[:, 0] * w[:, 1] - w[:, 0] * v[:, 1])
+        out = np.stack([seg[:, 1], -seg[:, 0]], axis=1) / length[:, None]  # outward if counter-clockwise
+        if signed_area < 0:
+            out = -out
+        edges[i + 1, : len(v)] = np.concatenate([v, w], axis=1)
+        normals[i + 1, : len(v)] = out
+    t = world.trees
+    tree_xy = np.asarray(t.en, np.float64).reshape(-1, 2) - (world.east_min, world.north_max)
+    rz, zc = crown_shape(t.radius_m, t.height_m)
+    rows = np.clip((-tree_xy[:, 1] / res).astype(np.intp), 0, world.shape[0] - 1)
+    cols = np.clip((tree_xy[:, 0] / res).astype(np.intp), 0, world.shape[1] - 1)
+    tab = _Tables(
+        height=np.pad(height, 1),
+        facade=facade,
+        window=window,
+        floor_m=floor_m,
+        spacing_m=spacing_m,
+        edges=edges,
+        normals=normals,
+        tree_xy=tree_xy.astype(np.float32),
+        tree_r=np.asarray(t.radius_m, np.float32),
+        tree_rz=rz,
+        tree_zc=zc,
+        tree_albedo=world.albedo[rows, cols],
+        hmax=float(world.height.max(initial=0.0)),
+        mean_albedo=world.albedo.reshape(-1, 3)[::97].astype(np.float32).mean(axis=0) / 255.0,
+    )
+    world.cache["raycast"] = tab
+    return tab
+
+
+@lru_cache(maxsize=64)
+def _march_cached(max_range_m: float, res_m: float, el_step_rad: float, dz_m: float, frac: float) -> np.ndarray:
+    out = [0.02]
+    d = 0.02
+    lo = 0.5 * res_m
+    while d < max_range_m:
+        fp = el_step_rad * (dz_m * dz_m + d * d) / dz_m
+        d += max(lo, min(frac * d, fp) if frac > 0 else fp)
+        out.append(min(d, max_range_m))
+    arr = np.asarray(out, np.float32)
+    arr.flags.writeable = False
+    return arr
+
+
+def march_distances(
+    max_range_m: float, res_m: float, el_step_rad: float, dz_m: float, frac: float | None
+) -> np.ndarray:
+    """Sample distances along a bin: at most half a raster cell apart near the camera, then growing
+    with distance (``frac * d``, about a column's width, so that no wall hides between samples) but
+    never wider than a ray's footprint on tops ``dz_m`` below the camera (for UAVs)."""
+    return _march_cached(
+        round(float(max_range_m), 2),
+        float(res_m),
+        round(float(el_step_rad), 7),
+        round(float(dz_m), 2),
+        float(frac or 0),
+    )
+
+
+@dataclass
+class Rays:
+    """Rays from one camera centre, grouped into azimuth bins that share a march.
+
+    Bin ``j`` is centred on azimuth ``az0 + j * step`` (radians, clockwise from grid north). Each
+    ray has its bin, its exact azimuth and ``tan(elevation)``. ``el_step`` is the finest elevation
+    spacing of neighbouring rays and ``pixel_rad`` a pixel's typical angular size.
+    """
+
+    az0: float
+    step: float
+    n_bins: int
+    bin: np.ndarray
+    azimuth: np.ndarray
+    tan_el: np.ndarray
+    el_step: float
+    pixel_rad: float
+
+    @property
+    def full_circle(self) -> bool:
+        return abs(self.step * self.n_bins - 2 * np.pi) < 1e-6
+
+    @classmethod
+    def equirect(cls, az_first: float, az_step: float, width: int, el_top: float, el_step: float, height: int) -> Rays:
+        """Columns at azimuth ``az_first + j * az_step``, rows at elevation ``el_top - i * el_step``
+        (pixel centres), rays in column-major order."""
+        el = el_top - el_step * np.arange(height)
+        lim = np.radians(MAX_ELEVATION_DEG)
+        if np.max(np.abs(el)) > lim + 1e-9:
+            raise ValueError(
+                f"view elevations must stay within +-{MAX_ELEVATION_DEG} degrees, this one spans "
+                f"{np.degrees(el[-1]):.1f}..{np.degrees(el[0]):.1f}"
+            )
+        step = float(az_step)
+        if abs(step * width - 2 * np.pi) < 1e-6:
+            step = 2 * np.pi / width
+        bins = np.repeat(np.arange(width), height)
+        return cls(
+            az0=float(az_first),
+            step=step,
+            n_bins=int(width),
+            bin=bins,
+            azimuth=az_first + step * bins,
+            tan_el=np.tile(np.tan(el), width),
+            el_step=float(el_step),
+            pixel_rad=float(min(az_step, el_step)),
+        )
+
+    @classmethod
+    def from_directions(cls, dirs_enu: np.ndarray) -> Rays:
+        """Rays of an image (H, W, 3 directions in east/north/up), binned at the image's finest
+        azimuth spacing. An image around the nadir or zenith spans the full circle."""
+        x, y, z = dirs_enu[..., 0], dirs_enu[..., 1], dirs_enu[..., 2]
+        az = np.arctan2(x, y)
+        lim = np.radians(MAX_ELEVATION_DEG)
+        el = np.clip(np.arctan2(z, np.hypot(x, y)), -lim, lim)
+        centre = float(np.arctan2(np.sum(x), np.sum(y)))
+        rel = np.mod(az - centre + np.pi, 2 * np.pi) - np.pi
+        full = float(rel.max() - rel.min()) > np.pi
+        g_az, g_el = _pixel_extent(rel), _pixel_extent(el)
+        g_az = g_az[g_az < 1.0]  # a wrap seam is no pixel's extent
+        el_step = max(float(np.percentile(g_el, 5)), 1e-5)
+        step = max(float(g_az.min()) if g_az.size else el_step, 1e-5)
+        if full:
+            n = min(int(np.ceil(2 * np.pi / step)), MAX_BINS)
+            step = 2 * np.pi / n
+            az0 = centre - np.pi + 0.5 * step
+            bins = np.floor((rel + np.pi) / step).astype(np.int64) % n
+        else:
+            span = float(rel.max() - rel.min())
+            n = min(int(np.ceil(span / step)) + 1, MAX_BINS)
+            step = max(span / max(n - 1, 1), 1e-9)
+            az0 = centre + float(rel.min())
+            bins = np.clip(np.rint((rel - rel.min()) / step).astype(np.int64), 0, n - 1)
+        return cls(
+            az0=az0,
+            step=step,
+            n_bins=n,
+            bin=bins.ravel(),
+            azimuth=az.ravel(),
+            tan_el=np.tan(el).ravel(),
+            el_step=el_step,
+            pixel_rad=float(np.median(g_el)),
+        )
+
+
+def _pixel_extent(a: np.ndarray) -> np.ndarray:
+    """Per-pixel angular extent of an angle map: the norm of its gradient over the pixel grid."""
+    gy = np.zeros_like(a)
+    gx = np.zeros_like(a)
+    if a.shape[0] > 1:
+        gy = np.gradient(a, axis=0)
+    if a.shape[1] > 1:
+        gx = np.gradient(a, axis=1)
+    return np.hypot(gx, gy).ravel()
+
+
+def _tan_key(t: np.ndarray) -> np.ndarray:
+    """A monotone map of tan(elevation) into (0, 1), decreasing: sorts rays top first in a bin."""
+    t = np.asarray(t, np.float64)
+    return 0.5 - 0.5 * t / (1.0 + np.abs(t))
+
+
+def _sample(hp: np.ndarray, res: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Heights at local points from the zero-padded raster (outside the world: flat ground)."""
+    r = np.clip(np.floor(-y / res).astype(np.intp) + 1, 0, hp.shape[0] - 1)
+    c = np.clip(np.floor(x / res).astype(np.intp) + 1, 0, hp.shape[1] - 1)
+    return hp[r, c]
+
+
+def _cells(world: World, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Raster (row, col) of local points, clamped to the world."""
+    r = np.clip(np.floor(-y / world.res_m).astype(np.intp), 0, world.shape[0] - 1)
+    c = np.clip(np.floor(x / world.res_m).astype(np.intp), 0, world.shape[1] - 1)
+    return r, c
+
+
+def _shadow_at(world: World, app: Appearance, res: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    shadow = sun_shadow(world, app, res)
+    r = np.clip(np.floor(-y / res).astype(np.intp), 0, shadow.shape[0] - 1)
+    c = np.clip(np.floor(x / res).astype(np.intp), 0, shadow.shape[1] - 1)
+    return shadow[r, c]
+
+
+def sky_colour(app: Appearance, tan_el: np.ndarray, azimuth: np.ndarray) -> np.ndarray:
+    """Sky radiance (0..1 RGB) by elevation, with a glow around the sun."""
+    horizon, zenith = app.sky_rgb()
+    el = np.arctan(np.maximum(tan_el, 0.0))
+    s = (el / (np.pi / 2)) ** 0.6
+    sky = horizon * (1 - s)[:, None] + zenith * s[:, None]
+    sun = app.sun_vector()
+    ce = np.cos(el)
+    cos_sun = ce * np.sin(azimuth) * sun[0] + ce * np.cos(azimuth) * sun[1] + np.sin(el) * sun[2]
+    glow = np.exp((cos_sun - 1.0) * 12.0) * 0.35 + np.exp((cos_sun - 1.0) * 400.0) * 0.6
+    return (sky + glow[:, None] * np.array([1.0, 0.95, 0.85], np.float32)).astype(np.float32)
+
+
+def _hash01(*keys: np.ndarray) -> np.ndarray:
+    """Cheap deterministic noise in [0, 1) from integer keys (foliage and facade texture)."""
+    h = np.zeros(np.shape(keys[0]), np.uint32)
+    for k, mult in zip(keys, (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F)):
+        h = (h ^ (np.asarray(k).astype(np.int64).astype(np.uint32) * np.uint32(mult))) * np.uint32(0x2C1B3C6D)
+        h ^= h >> np.uint32(15)
+    return (h & np.uint32(0xFFFFFF)).astype(np.float32) / np.float32(0x1000000)
+
+
+def _run_indices(start: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For runs ``[start_i, start_i + count_i)``: (run of each element, element index)."""
+    run = np.repeat(np.arange(len(count)), count)
+    first = np.cumsum(count) - count
+    return run, start[run] + (np.arange(len(run)) - first[run])
+
+
+def cast(
+    world: World,
+    app: Appearance,
+    east: float,
+    north: float,
+    cam_z: float,
+    rays: Rays,
+    max_range_m: float,
+    frac: float | None = 0.02,
+    shadow_res_m: float | None = None,
+    haze_scale_m: float = 250.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Trace ``rays`` from (east, north, cam_z): float RGB (N, 3) in 0..1 before the camera's
+    effects, and each ray's horizontal hit distance (inf for sky), in the rays' order."""
+    tab = tables(world)
+    res = world.res_m
+    shadow_res = max(res, 0.5) if shadow_res_m is None else shadow_res_m
+    cz = np.float32(cam_z)
+    cx, cy = float(east - world.east_min), float(north - world.north_max)
+
+    # Sort rays by (bin, elevation from the top); the caller's order usually is that already.
+    key = rays.bin + _tan_key(rays.tan_el)
+    order = None if np.all(key[1:] >= key[:-1]) else np.argsort(key, kind="stable")
+    if order is not None:
+        key = key[order]
+    tan_s = rays.tan_el.astype(np.float32) if order is None else rays.tan_el[order].astype(np.float32)
+    az_s = rays.azimuth if order is None else rays.azimuth[order]
+    sin_s, cos_s = np.sin(az_s).astype(np.float32), np.cos(az_s).astype(np.float32)
+    n_bins = rays.n_bins
+    bin_start = np.searchsorted(key, np.arange(n_bins + 1), side="left")
+    b_az = rays.az0 + rays.step * np.arange(n_bins)
+    sa, ca = np.sin(b_az).astype(np.float32), np.cos(b_az).astype(np.float32)
+
+    # Nothing past the ground hit of the highest ray can be seen.
+    top_tan = float(tan_s.max(initial=-np.inf))
+    if top_tan < 0:
+        max_range_m = min(max_range_m, cam_z / -top_tan + 2 * res)
+    # A camera high above everything (UAV) marches in steps of a ray's footprint on the tops, taken
+    # at least half-way down to the ground so that a downtown tower does not make steps tiny.
+    dz = max(cam_z - tab.hmax, 0.5 * cam_z, 1.0)
+    d = march_distances(max_range_m, res, rays.el_step, dz, frac)
+
+    # March: heights at every (distance, bin).
+    h = _sample(tab.height, res, cx + d[:, None] * sa, cy + d[:, None] * ca)
+    h_prev = np.empty_like(h)
+    h_prev[0] = _sample(tab.height, res, np.float32(cx), np.float32(cy))
+    h_prev[1:] = h[:-1]
+    d_prev = np.concatenate([[0.0], d[:-1]]).astype(np.float32)
+
+    # Walls: refine where a rise lies between two samples.
+    ck, cc = np.nonzero(h - h_prev > WALL_JUMP_M)
+    wall = _refine_walls(world, tab, cx, cy, sa[cc], ca[cc], d_prev[ck], d[ck], h_prev[ck, cc], h[ck, cc])
+    ok = wall.pop("ok")
+    wall = {k: v[ok] for k, v in wall.items()}
+    wk, wc = ck[ok], cc[ok]
+    wall_id = np.full(h.shape, -1, np.int32)
+    wall_id[wk, wc] = np.arange(len(wk), dtype=np.int32)
+
+    # Occlusion: running maximum of the projected tops (a wall's top edge at its exact distance),
+    # turned into the first covered ray of each bin's sorted run.
+    t_top = (h - cz) / d[:, None]
+    t_top[wk, wc] = np.maximum(t_top[wk, wc], (wall["h_top"] - cz) / wall["d"])
+    horizon = np.maximum.accumulate(t_top, axis=0)
+    first = np.searchsorted(key, np.arange(n_bins) + _tan_key(horizon), side="left")
+    prev = np.empty_like(first)
+    prev[0] = bin_start[1:]
+    prev[1:] = first[:-1]
+    counts = prev - first
+
+    # Rays: one entry per (sample, bin) that covers new rays, expanded over its run.
+    ek, ec = np.nonzero(counts)
+    run, ray = _run_indices(first[ek, ec], counts[ek, ec])
+    pk, pc = ek[run], ec[run]
+    m = tan_s[ray]
+    hk = h[pk, pc]
+    widx = wall_id[pk, pc]
+    at_wall = widx >= 0
+    wsafe = np.where(at_wall, widx, 0)
+    has_walls = len(wk) > 0
+
+    def per_wall(name: str) -> np.ndarray:
+        return np.where(at_wall, wall[name][wsafe], np.float32(0.0)) if has_walls else np.zeros(len(ray), np.float32)
+
+    w_d, w_lo, w_top = per_wall("d"), per_wall("h_lo"), per_wall("h_top")
+    dk, dp = d[pk], d_prev[pk]
+    z_wall = cz + w_d * m
+    on_wall = at_wall & (z_wall >= w_lo - 1e-3) & (z_wall <= w_top + 1e-3)
+    below = at_wall & (z_wall < w_lo - 1e-3)
+    # Over the wall's top while the sample behind stays above the camera: a further wall face.
+    far_wall = at_wall & (z_wall > w_top + 1e-3) & (hk >= cz)
+    surf_h = np.where(below, w_lo, hk)
+    d_lo = np.where(at_wall & ~below, w_d, dp)
+    d_hi = np.where(below, w_d, dk)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d_surf = (surf_h - cz) / m
+    d_surf = np.clip(np.where(np.isfinite(d_surf), d_surf, d_hi), d_lo, d_hi)
+    depth_r = np.where(on_wall, w_d, np.where(far_wall, dk, d_surf)).astype(np.float32)
+
+    colour = np.empty((len(ray), 3), np.float32)
+    walls_r = on_wall | far_wall
+    surf = ~walls_r
+    px = cx + depth_r * sin_s[ray]
+    py = cy + depth_r * cos_s[ray]
+    if np.any(surf):
+        colour[surf] = _top_colour(world, app, tab, px[surf], py[surf], shadow_res)
+    if np.any(walls_r):
+        zw = np.where(on_wall, z_wall, cz + dk * m)[walls_r]
+        colour[walls_r] = _wall_colour(
+            world,
+            app,
+            tab,
+            wall,
+            wsafe[walls_r],
+            px[walls_r],
+            py[walls_r],
+            zw,
+            depth_r[walls_r],
+            m[walls_r],
+            rays.pixel_rad,
+            shadow_res,
+        )
+
+    n = len(tan_s)
+    rgb = np.empty((n, 3), np.float32)
+    depth = np.full(n, np.inf, np.float32)
+    rgb[ray] = colour
+    depth[ray] = depth_r
+
+    _composite_trees(
+        world,
+        app,
+        tab,
+        cx,
+        cy,
+        float(cam_z),
+        rays,
+        key,
+        bin_start,
+        tan_s,
+        sin_s,
+        cos_s,
+        sa,
+        ca,
+        rgb,
+        depth,
+        max_range_m,
+        shadow_res,
+    )
+
+    # Sky, and the haze of distance.
+    sky = ~np.isfinite(depth)
+    if np.any(sky):
+        rgb[sky] = sky_colour(app, tan_s[sky], az_s[sky])
+    hit = ~sky
+    dist3 = depth[hit] * np.sqrt(1.0 + tan_s[hit] ** 2)
+    fade = (1.0 - np.exp(-app.haze * dist3 / haze_scale_m)).astype(np.float32)[:, None]
+    rgb[hit] = rgb[hit] * (1.0 - fade) + app.sky_rgb()[0] * fade
+    if order is not None:
+        out_rgb, out_depth = np.empty_like(rgb), np.empty_like(depth)
+        out_rgb[order], out_depth[order] = rgb, depth
+        return out_rgb, out_depth
+    return rgb, depth
+
+
+def _top_colour(
+    world: World, app: Appearance, tab: _Tables, x: np.ndarray, y: np.ndarray, shadow_res: float
+) -> np.ndarray:
+    """Lit top-surface colour at local points; crowns' ground in their shade; plain ground beyond the world."""
+    r, c = _cells(world, x, y)
+    col = top_colour(world, app, r, c, shadow_res)
+    col[world.obj[r, c] > len(world.buildings)] *= 0.55
+    beyond = (x < 0) | (x > world.shape[1] * world.res_m) | (y > 0) | (y < -world.shape[0] * world.res_m)
+    if np.any(beyond):
+        col[beyond] = tab.mean_albedo * (1.0 - 0.1 * app.season)
+    return col
+
+
+def _refine_walls(
+    world: World,
+    tab: _Tables,
+    cx: float,
+    cy: float,
+    sa: np.ndarray,
+    ca: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    h_lo: np.ndarray,
+    h_hi: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Exact distance, face normal and along-wall coordinate of rises between two samples.
+
+    Bisection brackets the first point above the rise's mid-height to a quarter cell, then the
+    ray's entry into that cell (slab test) gives the face; a building's footprint edge, where it
+    agrees, replaces the raster's staircase so that oblique walls stay straight.
+    """
+    res = world.res_m
+    hp = tab.height
+    lo = lo.astype(np.float64)
+    hi = hi.astype(np.float64)
+    sa64, ca64 = sa.astype(np.float64), ca.astype(np.float64)
+    thr = 0.5 * (h_lo + h_hi)
+    if len(lo):
+        iters = int(np.ceil(np.log2(max(float(np.max(hi - lo)) / (0.25 * res), 1.0))))
+        for _ in range(iters):
+            mid = 0.5 * (lo + hi)
+            up = _sample(hp, res, cx + mid * sa64, cy + mid * ca64) > thr
+            hi = np.where(up, mid, hi)
+            lo = np.where(up, lo, mid)
+    xh, yh = cx + hi * sa64, cy + hi * ca64
+    top = _sample(hp, res, xh, yh)
+    base = _sample(hp, res, cx + lo * sa64, cy + lo * ca64)
+    ok = top - base > WALL_JUMP_M
+    # Slab entry into the cell that holds the hit.
+    row, col = np.floor(-yh / res), np.floor(xh / res)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tx = np.where(sa64 > 0, (col * res - cx) / sa64, np.where(sa64 < 0, ((col + 1) * res - cx) / sa64, -np.inf))
+        ty = np.where(ca64 > 0, (-(row + 1) * res - cy) / ca64, np.where(ca64 < 0, (-row * res - cy) / ca64, -np.inf))
+    face_x = tx >= ty
+    d_wall = np.clip(np.maximum(tx, ty), lo, hi)
+    nx = np.where(face_x, -np.sign(sa64), 0.0)
+    ny = np.where(face_x, 0.0, -np.sign(ca64))
+    ux = np.where(face_x, 0.0, 1.0)  # along-wall direction
+    uy = np.where(face_x, 1.0, 0.0)
+    px, py = cx + d_wall * sa64, cy + d_wall * ca64
+    u = px * ux + py * uy
+    r_i = np.clip(row.astype(np.intp), 0, world.shape[0] - 1)
+    c_i = np.clip(col.astype(np.intp), 0, world.shape[1] - 1)
+    obj = world.obj[r_i, c_i]
+    nb = len(world.buildings)
+    bld = np.where((obj >= 1) & (obj <= nb), obj, 0)
+    sel = np.nonzero(ok & (bld > 0))[0]
+    if len(sel):
+        e = tab.edges[bld[sel]]  # (S, K, 4)
+        p = np.stack([px[sel], py[sel]], axis=1)[:, None, :]
+        a, b = e[..., :2], e[..., 2:]
+        ab = b - a
+        tt = np.clip(np.sum((p - a) * ab, -1) / np.maximum(np.sum(ab * ab, -1), 1e-12), 0, 1)
+        gap = a + tt[..., None] * ab - p
+        dist = np.hypot(gap[..., 0], gap[..., 1])
+        best = np.argmin(np.where(np.isnan(dist), np.inf, dist), axis=1)
+        pick = np.arange(len(sel))
+        nrm = tab.normals[bld[sel], best]
+        v0, v1 = a[pick, best], b[pick, best]
+        dn = sa64[sel] * nrm[:, 0] + ca64[sel] * nrm[:, 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_line = ((v0[:, 0] - cx) * nrm[:, 0] + (v0[:, 1] - cy) * nrm[:, 1]) / dn
+        agree = (dn < -1e-3) & (np.abs(t_line - d_wall[sel]) < 1.5 * res)
+        s2 = sel[agree]
+        d_wall[s2] = t_line[agree]
+        nx[s2], ny[s2] = nrm[agree, 0], nrm[agree, 1]
+        tang = (v1 - v0)[agree]
+        tang /= np.maximum(np.hypot(tang[:, 0], tang[:, 1]), 1e-9)[:, None]
+        ux[s2], uy[s2] = tang[:, 0], tang[:, 1]
+        px[s2], py[s2] = cx + d_wall[s2] * sa64[s2], cy + d_wall[s2] * ca64[s2]
+        u[s2] = (px[s2] - v0[agree, 0]) * tang[:, 0] + (py[s2] - v0[agree, 1]) * tang[:, 1]
+    f32 = np.float32
+    return {
+        "ok": ok,
+        "d": d_wall.astype(f32),
+        "h_lo": base.astype(f32),
+        "h_top": top.astype(f32),
+        "nx": nx.astype(f32),
+        "ny": ny.astype(f32),
+        "ux": ux.astype(f32),
+        "uy": uy.astype(f32),
+        "u": u.astype(f32),
+        "x": px.astype(f32),
+        "y": py.astype(f32),
+        "bld": bld.astype(np.int32),
+        "r": r_i,
+        "c": c_i,
+    }
+
+
+def _wall_colour(
+    world: World,
+    app: Appearance,
+    tab: _Tables,
+    wall: dict[str, np.ndarray],
+    widx: np.ndarray,
+    px: np.ndarray,
+    py: np.ndarray,
+    z: np.ndarray,
+    depth: np.ndarray,
+    m: np.ndarray,
+    pixel_rad: float,
+    shadow_res: float,
+) -> np.ndarray:
+    """Colour of wall hits: per-building facade with windows by storey and pitch, lit by the sun
+    through the wall's normal; other rises (cars, hedges) take their top's colour."""
+    sun = app.sun_vector()
+    nx, ny = wall["nx"][widx], wall["ny"][widx]
+    wx, wy = wall["x"][widx], wall["y"][widx]
+    lit = _shadow_at(world, app, shadow_res, wx + 0.4 * nx, wy + 0.4 * ny)
+    light = AMBIENT * 0.85 + (1 - AMBIENT) * np.clip(nx * sun[0] + ny * sun[1], 0, None) / max(float(sun[2]), 0.2) * lit
+    light = np.minimum(light, 1.5)[:, None]
+    bld = wall["bld"][widx]
+    is_bld = bld > 0
+    out = np.empty((len(widx), 3), np.float32)
+    if np.any(is_bld):
+        sel = np.nonzero(is_bld)[0]
+        b, wi = bld[sel], widx[sel]
+        zb = z[sel]
+        # Along-wall coordinate of this ray's own hit (its bin's hit plus the offset along the wall).
+        ub = wall["u"][wi] + (px[sel] - wall["x"][wi]) * wall["ux"][wi] + (py[sel] - wall["y"][wi]) * wall["uy"][wi]
+        floor, pitch = tab.floor_m[b], tab.spacing_m[b]
+        top = wall["h_top"][wi]
+        safe_pitch = np.maximum(pitch, 1e-3)
+        zf = np.mod(zb, floor) / floor
+        uf = np.mod(ub, safe_pitch) / safe_pitch
+        win = (zf > 0.3) & (zf < 0.8) & (uf > 0.2) & (uf < 0.75) & (pitch > 0) & (zb > 1.0) & (zb < top - 0.5)
+        facade, glass = tab.facade[b], tab.window[b]
+        # A little per-storey and per-bay variation so that walls are not flat paint.
+        grain = 0.93 + 0.1 * _hash01(b, np.floor(zb / floor), np.floor(ub / np.maximum(pitch, 1.0)))[:, None]
+        pane = glass * (0.85 + 0.3 * _hash01(b, np.floor(ub / safe_pitch), np.floor(zb / floor)))[:, None]
+        base = np.where(win[:, None], pane, facade * grain)
+        # Once a window shrinks under about two pixels the pattern aliases: blend to the mean wall.
+        dist = depth[sel] * np.sqrt(1.0 + m[sel] ** 2)
+        foot = pixel_rad * dist * np.sqrt(1.0 + m[sel] ** 2)
+        size = np.where(pitch > 0, np.minimum(pitch, floor), floor)
+        mix = np.clip((foot - 0.25 * size) / (0.5 * size), 0.0, 1.0)[:, None]
+        share = np.where(pitch > 0, 0.275, 0.0)[:, None]
+        out[sel] = base * (1 - mix) + (facade * (1 - share) + glass * share) * mix
+    other = np.nonzero(~is_bld)[0]
+    if len(other):
+        wi = widx[other]
+        r, c = wall["r"][wi], wall["c"][wi]
+        alb = seasonal_albedo(world.albedo[r, c], world.material[r, c], app.season) * 0.85
+        top = wall["h_top"][wi]
+        glass = (world.material[r, c] == Material.CAR) & (z[other] > top - 0.6) & (z[other] < top - 0.1)
+        alb[glass] = _CAR_GLASS_RGB
+        out[other] = alb
+    return out * light
+
+
+def _composite_trees(
+    world: World,
+    app: Appearance,
+    tab: _Tables,
+    cx: float,
+    cy: float,
+    cam_z: float,
+    rays: Rays,
+    key: np.ndarray,
+    bin_start: np.ndarray,
+    tan_s: np.ndarray,
+    sin_s: np.ndarray,
+    cos_s: np.ndarray,
+    sa: np.ndarray,
+    ca: np.ndarray,
+    rgb: np.ndarray,
+    depth: np.ndarray,
+    max_range_m: float,
+    shadow_res: float,
+) -> None:
+    """Draw ellipsoid crowns on trunks into ``rgb`` (sorted rays) where nearer than ``depth``."""
+    if len(tab.tree_r) == 0:
+        return
+    n_bins = rays.n_bins
+    rel_all = tab.tree_xy - np.array([cx, cy], np.float32)
+    dist = np.hypot(rel_all[:, 0], rel_all[:, 1])
+    near = np.nonzero(dist < max_range_m + tab.tree_r)[0]
+    if len(near) == 0:
+        return
+    rel, dist, r_t = rel_all[near], dist[near], tab.tree_r[near]
+    # Bins the crown's silhouette can touch.
+    alpha = np.arctan2(rel[:, 0], rel[:, 1])
+    half = np.where(dist > r_t, np.arcsin(np.clip(r_t / np.maximum(dist, 1e-6), 0, 1)), np.pi)
+    centre = rays.az0 + rays.step * (n_bins - 1) / 2
+    jc = (n_bins - 1) / 2 + (np.mod(alpha - centre + np.pi, 2 * np.pi) - np.pi) / rays.step
+    j0 = np.ceil(jc - half / rays.step - 0.5).astype(np.int64)
+    j1 = np.floor(jc + half / rays.step + 0.5).astype(np.int64)
+    if rays.full_circle:
+        count = np.minimum(j1 - j0 + 1, n_bins)
+    else:
+        j0, j1 = np.maximum(j0, 0), np.minimum(j1, n_bins - 1)
+        count = np.maximum(j1 - j0 + 1, 0)
+    ti, jj = _run_indices(j0, count)
+    if len(ti) == 0:
+        return
+    if rays.full_circle:
+        jj = np.mod(jj, n_bins)
+    tree = near[ti]
+    rx, ry = rel[ti, 0], rel[ti, 1]
+    s_j, c_j = sa[jj], ca[jj]
+    t0 = rx * s_j + ry * c_j
+    lat = rx * c_j - ry * s_j
+    r = r_t[ti]
+    rz, zc = tab.tree_rz[tree], tab.tree_zc[tree]
+    z_rel = zc - np.float32(cam_z)
+
+    # Crowns: the bin's vertical plane cuts the ellipsoid in an ellipse (a, b); from outside it the
+    # two tangent rays bound the candidate rays, each then solved exactly along its own azimuth.
+    a2 = r * r - lat * lat
+    crown = a2 > -((rays.step * t0) ** 2)  # a bin's edge rays may still graze it
+    a = np.sqrt(np.maximum(a2, 1e-6))
+    b = rz * a / r
+    outside = crown & (t0 > a)
+    den = np.where(outside, t0 * t0 - a * a, 1.0)
+    disc = np.sqrt(np.maximum(t0 * t0 * b * b + a * a * z_rel * z_rel - a * a * b * b, 0.0))
+    pad = 2.0 * rays.el_step * (1.0 + ((t0 * z_rel) / den) ** 2)
+    m_lo = (t0 * z_rel - disc) / den - pad
+    m_hi = (t0 * z_rel + disc) / den + pad
+    i0 = np.where(outside, np.searchsorted(key, jj + _tan_key(m_hi), side="left"), bin_start[jj])
+    i1 = np.where(outside, np.searchsorted(key, jj + _tan_key(m_lo), side="right"), bin_start[jj + 1])
+    n_px = np.where(crown, np.maximum(i1 - i0, 0), 0)
+    pair, ray = _run_indices(i0, n_px)
+    tid = tree[pair]
+    sp, cp, mm = sin_s[ray], cos_s[ray], tan_s[ray]
+    qx, qy = rx[pair], ry[pair]
+    x0 = qx * sp + qy * cp  # this ray's own slice through the crown
+    l0 = qx * cp - qy * sp
+    rr = r[pair]
+    ap2 = rr * rr - l0 * l0
+    ok = ap2 > 0
+    ap = np.sqrt(np.maximum(ap2, 1e-6))
+    bp = rz[pair] * ap / rr
+    zp = z_rel[pair]
+    qa = 1.0 / (ap * ap) + mm * mm / (bp * bp)
+    qb = x0 / (ap * ap) + mm * zp / (bp * bp)
+    qc = x0 * x0 / (ap * ap) + zp * zp / (bp * bp) - 1.0
+    qd = qb * qb - qa * qc
+    sq = np.sqrt(np.maximum(qd, 0.0))
+    t_hit = (qb - sq) / qa
+    t_hit = np.where(t_hit > 0, t_hit, (qb + sq) / qa)
+    ok &= (qd >= 0) & (t_hit > 0)
+    tid, ray, t_hit, mm, sp, cp = tid[ok], ray[ok], t_hit[ok], mm[ok], sp[ok], cp[ok]
+    hx, hy = cx + t_hit * sp, cy + t_hit * cp
+    hz = np.float32(cam_z) + mm * t_hit
+    txy = tab.tree_xy[tid]
+    nrm = np.stack(
+        [
+            (hx - txy[:, 0]) / tab.tree_r[tid] ** 2,
+            (hy - txy[:, 1]) / tab.tree_r[tid] ** 2,
+            (hz - tab.tree_zc[tid]) / tab.tree_rz[tid] ** 2,
+        ],
+        axis=1,
+    )
+    nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-9)
+    sun = app.sun_vector()
+    lit = _shadow_at(world, app, shadow_res, txy[:, 0], txy[:, 1])
+    light = (
+        AMBIENT * (0.75 + 0.25 * nrm[:, 2])
+        + (1 - AMBIENT) * np.clip(nrm @ sun, 0, None) / max(float(sun[2]), 0.2) * lit
+    )
+    leaf = 0.72 + 0.4 * _hash01(tid, np.floor(hx / 0.5), np.floor(hy / 0.5), np.floor(hz / 0.5))
+    albedo = seasonal_albedo(tab.tree_albedo[tid], np.full(len(tid), Material.TREE, np.uint8), app.season)
+    crown_rgb = albedo * (np.minimum(light, 1.3) * leaf)[:, None]
+
+    # Trunks: a vertical post under the crown, at least a bin wide.
+    trunk_r = np.maximum(0.12 + 0.015 * (zc + rz), 0.5 * rays.step * t0)
+    trunk = (np.abs(lat) < trunk_r + 0.5 * rays.step * t0) & (t0 > trunk_r)
+    t_tr = t0 - np.sqrt(np.maximum(trunk_r * trunk_r - lat * lat, 0.0))
+    safe_t = np.maximum(t_tr, 1e-3)
+    k0 = np.searchsorted(key, jj + _tan_key((zc - 0.6 * rz - np.float32(cam_z)) / safe_t), side="left")
+    k1 = np.searchsorted(key, jj + _tan_key(-np.float32(cam_z) / safe_t), side="right")
+    tpair, tray = _run_indices(k0, np.where(trunk, np.maximum(k1 - k0, 0), 0))
+    own_lat = rx[tpair] * cos_s[tray] - ry[tpair] * sin_s[tray]
+    keep = np.abs(own_lat) < trunk_r[tpair]
+    tpair, tray = tpair[keep], tray[keep]
+    facing = np.clip(-(sin_s[tray] * sun[0] + cos_s[tray] * sun[1]), 0, 1)  # we see the sunny flank
+    trunk_rgb = _BARK_RGB * (AMBIENT + (1 - AMBIENT) * facing)[:, None]
+
+    idx = np.concatenate([ray, tray])
+    dep = np.concatenate([t_hit, t_tr[tpair]]).astype(np.float32)
+    colour = np.concatenate([crown_rgb, trunk_rgb]).astype(np.float32)
+    order = np.lexsort((dep, idx))
+    idx, dep, colour = idx[order], dep[order], colour[order]
+    first = np.ones(len(idx), bool)
+    first[1:] = idx[1:] != idx[:-1]
+    front = first & (dep < depth[idx])
+    idx = idx[front]
+    depth[idx] = dep[front]
+    rgb[idx] = colour[front]
+
+
+def render_directions(
+    world: World,
+    app: Appearance,
+    east: float,
+    north: float,
+    cam_z: float,
+    dirs_enu: np.ndarray,
+    max_range_m: float,
+    frac: float | None,
+    haze_scale_m: float,
+) -> np.ndarray:
+    """Float RGB (H, W, 3) of a camera with one centre and per-pixel ray directions (H, W, 3)."""
+    rays = Rays.from_directions(dirs_enu)
+    rgb, _ = cast(world, app, east, north, cam_z, rays, max_range_m, frac=frac, haze_scale_m=haze_scale_m)
+    return rgb.reshape(dirs_enu.shape)
+
+
+def render_equirect(
+    world: World,
+    app: Appearance,
+    east: float,
+    north: float,
+    cam_z: float,
+    az_first: float,
+    az_step: float,
+    width: int,
+    el_top: float,
+    el_step: float,
+    height: int,
+    max_range_m: float,
+    frac: float | None,
+    haze_scale_m: float,
+) -> np.ndarray:
+    """Float RGB (H, W, 3) of an equirectangular window: column j looks at azimuth
+    ``az_first + j * az_step``, row i at elevation ``el_top - i * el_step`` (radians)."""
+    rays = Rays.equirect(az_first, az_step, width, el_top, el_step, height)
+    rgb, _ = cast(world, app, east, north, cam_z, rays, max_range_m, frac=frac, haze_scale_m=haze_scale_m)
+    return np.ascontiguousarray(rgb.reshape(width, height, 3).transpose(1, 0, 2))

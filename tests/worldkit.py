@@ -14,11 +14,19 @@ def box_world(
     boxes: list[tuple[float, float, float, float, float]] = (),
     size_m: float = 200.0,
     res_m: float = 0.25,
+    *,
+    roof_rgb: list[tuple[int, int, int]] | None = None,
+    facade_rgb: list[tuple[int, int, int]] | None = None,
+    window_spacing_m: float = 2.5,
+    trees: list[tuple[float, float, float, float]] = (),
 ) -> World:
-    """Flat grass of side ``size_m`` centred on REGION's centre with box buildings.
+    """Flat grass of side ``size_m`` centred on REGION's centre with box buildings and trees.
 
     ``boxes``: (east_offset, north_offset, width_east, depth_north, height), offsets of the box
-    centre from the world centre in metres. Roofs are light grey, facades beige with windows.
+    centre from the world centre in metres. Roofs are light grey, facades beige with windows,
+    unless ``roof_rgb`` / ``facade_rgb`` give one colour per box (``window_spacing_m`` 0: no
+    windows). A box of height 0 is a flat painted patch on the ground. ``trees``: (east_offset,
+    north_offset, crown_radius, height), drawn into the rasters as paraboloid domes.
     """
     crs = REGION.map_crs()
     ce, cn = REGION.center_en()
@@ -37,7 +45,7 @@ def box_world(
         r1 = round((size_m / 2 - dn + d / 2) / res_m)
         height[r0:r1, c0:c1] = h
         material[r0:r1, c0:c1] = Material.ROOF
-        albedo[r0:r1, c0:c1] = (180, 180, 185)
+        albedo[r0:r1, c0:c1] = (180, 180, 185) if roof_rgb is None else roof_rgb[k]
         obj[r0:r1, c0:c1] = k + 1
         e0, e1 = ce + de - w / 2, ce + de + w / 2
         n0, n1 = cn + dn - d / 2, cn + dn + d / 2
@@ -46,12 +54,28 @@ def box_world(
     buildings = Buildings(
         footprint=footprints,
         height_m=np.array([b[4] for b in boxes], np.float32),
-        facade_rgb=np.tile(np.array([[200, 180, 150]], np.uint8), (nb, 1)),
+        facade_rgb=np.tile(np.array([[200, 180, 150]], np.uint8), (nb, 1))
+        if facade_rgb is None
+        else np.array(facade_rgb, np.uint8).reshape(nb, 3),
         window_rgb=np.tile(np.array([[60, 80, 110]], np.uint8), (nb, 1)),
         floor_m=np.full(nb, 3.0, np.float32),
-        window_spacing_m=np.full(nb, 2.5, np.float32),
+        window_spacing_m=np.full(nb, window_spacing_m, np.float32),
     )
-    trees = Trees(en=np.zeros((0, 2)), radius_m=np.zeros(0), height_m=np.zeros(0))
+    yy, xx = np.mgrid[0:n, 0:n]
+    px, py = (xx + 0.5) * res_m - size_m / 2, size_m / 2 - (yy + 0.5) * res_m  # cell centres, offsets from centre
+    for i, (de, dn, r, h) in enumerate(trees):
+        d2 = ((px - de) ** 2 + (py - dn) ** 2) / (r * r)
+        prof = h - min(0.8 * r, 0.6 * h) * d2
+        m = (d2 <= 1.0) & (prof > height)
+        height[m] = prof[m]
+        material[m] = Material.TREE
+        albedo[m] = (50, 95, 45)
+        obj[m] = nb + 1 + i
+    trees = Trees(
+        en=np.array([(ce + t[0], cn + t[1]) for t in trees], np.float64).reshape(-1, 2),
+        radius_m=np.array([t[2] for t in trees], np.float64),
+        height_m=np.array([t[3] for t in trees], np.float64),
+    )
     roads = RoadNetwork(
         nodes=np.zeros((0, 2)),
         edges=np.zeros((0, 2), np.int64),

@@ -43,6 +43,7 @@ def generate_world(region: Region) -> World:
     rgb_lut, mat_lut, obj_lut = canvas.luts()
     albedo, material = finish_albedo(canvas.pal, canvas.tex, rgb_lut, mat_lut, texture_rng, canvas.res)
     obj = np.take(obj_lut, canvas.pal)
+    _exact_heights(canvas, obj)
     east_min, north_min = ce - canvas.size / 2, cn - canvas.size / 2
     origin = np.array([east_min, north_min])
     assert ctx.streets is not None
@@ -62,6 +63,18 @@ def generate_world(region: Region) -> World:
         trees=_trees(canvas, origin),
         roads=roads,
     )
+
+
+def _exact_heights(canvas: Canvas, obj: np.ndarray) -> None:
+    """Set each building's height to the top of its raster (roof ridge, penthouse, HVAC box)."""
+    for k, b in enumerate(canvas.buildings, start=1):
+        win = canvas.window(b["footprint"], 1.0)
+        if win is None:
+            continue
+        r0, r1, c0, c1 = win
+        mine = obj[r0:r1, c0:c1] == k
+        if mine.any():
+            b["height"] = float(canvas.height[r0:r1, c0:c1][mine].max())
 
 
 def _buildings(canvas: Canvas, origin: np.ndarray) -> Buildings:

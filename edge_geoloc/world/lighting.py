@@ -105,20 +105,28 @@ def _light_factor(ne: np.ndarray, nn: np.ndarray, lit: np.ndarray, s: np.ndarray
 
 
 def top_light(
-    world: World, app: Appearance, rows: np.ndarray, cols: np.ndarray, res_m: float | None = None
+    world: World,
+    app: Appearance,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    res_m: float | None = None,
+    lit: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Irradiance factor of top surfaces at raster indices (slope shading times cast shadow)."""
+    """Irradiance factor of top surfaces at raster indices (slope shading times cast shadow).
+
+    ``lit`` replaces the cast-shadow lookup (a renderer that magnifies the ground interpolates it)."""
     ge, gn = surface_slope(world)
     s = app.sun_vector()
-    shadow = sun_shadow(world, app, res_m)
-    if shadow.shape == world.shape:
-        lit = shadow[rows, cols]
-    else:
-        f = shadow.shape[0] / world.shape[0]
-        lit = shadow[
-            np.minimum((rows * f).astype(np.intp), shadow.shape[0] - 1),
-            np.minimum((cols * f).astype(np.intp), shadow.shape[1] - 1),
-        ]
+    if lit is None:
+        shadow = sun_shadow(world, app, res_m)
+        if shadow.shape == world.shape:
+            lit = shadow[rows, cols]
+        else:
+            f = shadow.shape[0] / world.shape[0]
+            lit = shadow[
+                np.minimum((rows * f).astype(np.intp), shadow.shape[0] - 1),
+                np.minimum((cols * f).astype(np.intp), shadow.shape[1] - 1),
+            ]
     return _light_factor(-ge[rows, cols], -gn[rows, cols], lit, s)
 
 

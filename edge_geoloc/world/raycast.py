@@ -31,7 +31,7 @@ from functools import lru_cache
 import numpy as np
 
 from edge_geoloc.world.appearance import AMBIENT, Appearance, seasonal_albedo
-from edge_geoloc.world.lighting import sun_shadow, top_colour
+from edge_geoloc.world.lighting import sun_shadow, top_colour, top_light
 from edge_geoloc.world.scene import Material, World
 
 WALL_JUMP_M = 0.3  # a rise steeper than this within one raster cell is a wall, not a slope
@@ -175,6 +175,7 @@ class Rays:
     tan_el: np.ndarray
     el_step: float
     pixel_rad: float
+    on_bin_centres: bool = False  # every ray looks exactly along its bin's centre azimuth
 
     @property
     def full_circle(self) -> bool:
@@ -183,13 +184,13 @@ class Rays:
     @classmethod
     def equirect(cls, az_first: float, az_step: float, width: int, el_top: float, el_step: float, height: int) -> Rays:
         """Columns at azimuth ``az_first + j * az_step``, rows at elevation ``el_top - i * el_step``
-        (pixel centres), rays in column-major order."""
-        el = el_top - el_step * np.arange(height)
+        (pixel centres); rays in column-major order from the bottom row up (the caster's order)."""
+        el = el_top - el_step * np.arange(height - 1, -1, -1)
         lim = np.radians(MAX_ELEVATION_DEG)
         if np.max(np.abs(el)) > lim + 1e-9:
             raise ValueError(
                 f"view elevations must stay within +-{MAX_ELEVATION_DEG} degrees, this one spans "
-                f"{np.degrees(el[-1]):.1f}..{np.degrees(el[0]):.1f}"
+                f"{np.degrees(el[0]):.1f}..{np.degrees(el[-1]):.1f}"
             )
         step = float(az_step)
         if abs(step * width - 2 * np.pi) < 1e-6:
@@ -204,6 +205,7 @@ class Rays:
             tan_el=np.tile(np.tan(el), width),
             el_step=float(el_step),
             pixel_rad=float(min(az_step, el_step)),
+            on_bin_centres=True,
         )
 
     @classmethod
@@ -255,10 +257,21 @@ def _pixel_extent(a: np.ndarray) -> np.ndarray:
     return np.hypot(gx, gy).ravel()
 
 
-def _tan_key(t: np.ndarray) -> np.ndarray:
-    """A monotone map of tan(elevation) into (0, 1), decreasing: sorts rays top first in a bin."""
-    t = np.asarray(t, np.float64)
-    return 0.5 - 0.5 * t / (1.0 + np.abs(t))
+_TAN_LIMIT = 1000.0  # |tan(elevation)| of every ray is below tan(89.9 deg) = 573
+_BIN_STRIDE = 2 * _TAN_LIMIT + 2.0
+
+
+def _bin_key(bins: np.ndarray, tan_el: np.ndarray) -> np.ndarray:
+    """Sort key of (bin, tan(elevation)): bins in order, and within a bin from the bottom up."""
+    return bins * _BIN_STRIDE + np.clip(np.asarray(tan_el, np.float64), -_TAN_LIMIT, _TAN_LIMIT)
+
+
+def _cummax(a: np.ndarray) -> np.ndarray:
+    """Running maximum down axis 0 (row by row: several times faster than ufunc.accumulate on axis 0)."""
+    out = a.copy()
+    for k in range(1, len(out)):
+        np.maximum(out[k - 1], out[k], out=out[k])
+    return out
 
 
 def _sample(hp: np.ndarray, res: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -331,18 +344,24 @@ def cast(
     cz = np.float32(cam_z)
     cx, cy = float(east - world.east_min), float(north - world.north_max)
 
-    # Sort rays by (bin, elevation from the top); the caller's order usually is that already.
-    key = rays.bin + _tan_key(rays.tan_el)
+    # Sort rays by bin and, within a bin, from the bottom up (equirectangular views come sorted):
+    # searches of sorted queries are fast, and the trees find a bin's rays as a contiguous run.
+    key = _bin_key(rays.bin, rays.tan_el)
     order = None if np.all(key[1:] >= key[:-1]) else np.argsort(key, kind="stable")
-    if order is not None:
-        key = key[order]
-    tan_s = rays.tan_el.astype(np.float32) if order is None else rays.tan_el[order].astype(np.float32)
-    az_s = rays.azimuth if order is None else rays.azimuth[order]
-    sin_s, cos_s = np.sin(az_s).astype(np.float32), np.cos(az_s).astype(np.float32)
+
+    def sort(a: np.ndarray) -> np.ndarray:
+        return a if order is None else a[order]
+
+    key, bin_s, az_s = sort(key), sort(rays.bin), sort(rays.azimuth)
+    tan_s = sort(rays.tan_el).astype(np.float32)
     n_bins = rays.n_bins
-    bin_start = np.searchsorted(key, np.arange(n_bins + 1), side="left")
+    bin_start = np.searchsorted(key, np.arange(n_bins + 1) * _BIN_STRIDE - _BIN_STRIDE / 2, side="left")
     b_az = rays.az0 + rays.step * np.arange(n_bins)
     sa, ca = np.sin(b_az).astype(np.float32), np.cos(b_az).astype(np.float32)
+    if rays.on_bin_centres:
+        sin_s, cos_s = sa[bin_s], ca[bin_s]
+    else:
+        sin_s, cos_s = np.sin(az_s).astype(np.float32), np.cos(az_s).astype(np.float32)
 
     # Nothing past the ground hit of the highest ray can be seen.
     top_tan = float(tan_s.max(initial=-np.inf))
@@ -360,8 +379,16 @@ def cast(
     h_prev[1:] = h[:-1]
     d_prev = np.concatenate([[0.0], d[:-1]]).astype(np.float32)
 
-    # Walls: refine where a rise lies between two samples.
+    # Walls: refine rises between two samples, unless the rise stays hidden behind nearer tops
+    # even at the nearest distance it could have (the unrefined horizon is a lower bound).
+    t_top = (h - cz) / d[:, None]
     ck, cc = np.nonzero(h - h_prev > WALL_JUMP_M)
+    if len(ck):
+        raw = _cummax(t_top)
+        with np.errstate(divide="ignore"):
+            best = (h[ck, cc] - cz) / d_prev[ck]
+        seen = (ck == 0) | (best > raw[np.maximum(ck - 1, 0), cc])
+        ck, cc = ck[seen], cc[seen]
     wall = _refine_walls(world, tab, cx, cy, sa[cc], ca[cc], d_prev[ck], d[ck], h_prev[ck, cc], h[ck, cc])
     ok = wall.pop("ok")
     wall = {k: v[ok] for k, v in wall.items()}
@@ -369,21 +396,16 @@ def cast(
     wall_id = np.full(h.shape, -1, np.int32)
     wall_id[wk, wc] = np.arange(len(wk), dtype=np.int32)
 
-    # Occlusion: running maximum of the projected tops (a wall's top edge at its exact distance),
-    # turned into the first covered ray of each bin's sorted run.
-    t_top = (h - cz) / d[:, None]
+    # Occlusion: the running maximum of the projected tops (a wall's top edge at its exact
+    # distance) is non-decreasing along each bin, so the sample that first covers a ray is found by
+    # one search of all bins' horizons laid end to end.
     t_top[wk, wc] = np.maximum(t_top[wk, wc], (wall["h_top"] - cz) / wall["d"])
-    horizon = np.maximum.accumulate(t_top, axis=0)
-    first = np.searchsorted(key, np.arange(n_bins) + _tan_key(horizon), side="left")
-    prev = np.empty_like(first)
-    prev[0] = bin_start[1:]
-    prev[1:] = first[:-1]
-    counts = prev - first
-
-    # Rays: one entry per (sample, bin) that covers new rays, expanded over its run.
-    ek, ec = np.nonzero(counts)
-    run, ray = _run_indices(first[ek, ec], counts[ek, ec])
-    pk, pc = ek[run], ec[run]
+    horizon = _cummax(t_top)
+    n_k = len(d)
+    marks = _bin_key(np.arange(n_bins)[:, None], horizon.T).ravel()
+    pos = np.searchsorted(marks, key, side="left") - bin_s * n_k
+    ray = np.nonzero(pos < n_k)[0]
+    pk, pc = pos[ray], bin_s[ray]
     m = tan_s[ray]
     hk = h[pk, pc]
     widx = wall_id[pk, pc]
@@ -415,7 +437,8 @@ def cast(
     px = cx + depth_r * sin_s[ray]
     py = cy + depth_r * cos_s[ray]
     if np.any(surf):
-        colour[surf] = _top_colour(world, app, tab, px[surf], py[surf], shadow_res)
+        foot = np.float32(rays.pixel_rad) * depth_r[surf] * np.sqrt(1.0 + m[surf] * m[surf])
+        colour[surf] = _top_colour(world, app, tab, px[surf], py[surf], foot, shadow_res)
     if np.any(walls_r):
         zw = np.where(on_wall, z_wall, cz + dk * m)[walls_r]
         colour[walls_r] = _wall_colour(
@@ -460,14 +483,14 @@ def cast(
         shadow_res,
     )
 
-    # Sky, and the haze of distance.
-    sky = ~np.isfinite(depth)
-    if np.any(sky):
+    # The haze of distance, then the sky where nothing was hit.
+    with np.errstate(invalid="ignore"):  # sky rays (inf * 0 without haze) are drawn over below
+        clear = np.exp(depth * np.sqrt(1.0 + tan_s * tan_s) * np.float32(-app.haze / haze_scale_m))
+    rgb *= clear[:, None]
+    rgb += (1.0 - clear)[:, None] * app.sky_rgb()[0].astype(np.float32)
+    sky = np.nonzero(np.isinf(depth))[0]
+    if len(sky):
         rgb[sky] = sky_colour(app, tan_s[sky], az_s[sky])
-    hit = ~sky
-    dist3 = depth[hit] * np.sqrt(1.0 + tan_s[hit] ** 2)
-    fade = (1.0 - np.exp(-app.haze * dist3 / haze_scale_m)).astype(np.float32)[:, None]
-    rgb[hit] = rgb[hit] * (1.0 - fade) + app.sky_rgb()[0] * fade
     if order is not None:
         out_rgb, out_depth = np.empty_like(rgb), np.empty_like(depth)
         out_rgb[order], out_depth[order] = rgb, depth
@@ -475,12 +498,48 @@ def cast(
     return rgb, depth
 
 
+def _bilinear(raster: np.ndarray, col: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """Bilinear samples (float32) of a raster at continuous (col, row), cell centres at +0.5."""
+    u, v = col - 0.5, row - 0.5
+    r0, c0 = np.floor(v), np.floor(u)
+    fr, fc = (v - r0).astype(np.float32), (u - c0).astype(np.float32)
+    if raster.ndim == 3:
+        fr, fc = fr[:, None], fc[:, None]
+    h, w = raster.shape[:2]
+    r0 = np.clip(r0.astype(np.intp), 0, h - 1)
+    c0 = np.clip(c0.astype(np.intp), 0, w - 1)
+    r1, c1 = np.minimum(r0 + 1, h - 1), np.minimum(c0 + 1, w - 1)
+    a, b = raster[r0, c0].astype(np.float32), raster[r0, c1].astype(np.float32)
+    top = a + fc * (b - a)
+    a, b = raster[r1, c0].astype(np.float32), raster[r1, c1].astype(np.float32)
+    bottom = a + fc * (b - a)
+    return top + fr * (bottom - top)
+
+
 def _top_colour(
-    world: World, app: Appearance, tab: _Tables, x: np.ndarray, y: np.ndarray, shadow_res: float
+    world: World,
+    app: Appearance,
+    tab: _Tables,
+    x: np.ndarray,
+    y: np.ndarray,
+    footprint_m: np.ndarray,
+    shadow_res: float,
 ) -> np.ndarray:
-    """Lit top-surface colour at local points; crowns' ground in their shade; plain ground beyond the world."""
+    """Lit top-surface colour at local points (lighting.top_colour); where a ray's footprint is
+    smaller than a raster cell (the road at the camera's feet) the albedo is interpolated
+    bilinearly so that cells do not show as blocks. Ground under crowns lies in their shade;
+    beyond the world's edge is plain ground."""
     r, c = _cells(world, x, y)
     col = top_colour(world, app, r, c, shadow_res)
+    near = np.nonzero(footprint_m < world.res_m)[0]
+    if len(near):
+        xn, yn = x[near], y[near]
+        smooth = _bilinear(world.albedo, xn / world.res_m, -yn / world.res_m)
+        shadow = sun_shadow(world, app, shadow_res)
+        lit = _bilinear(shadow, xn / shadow_res, -yn / shadow_res)
+        rn, cn = r[near], c[near]
+        light = top_light(world, app, rn, cn, shadow_res, lit=lit)
+        col[near] = seasonal_albedo(smooth, world.material[rn, cn], app.season) * light[:, None]
     col[world.obj[r, c] > len(world.buildings)] *= 0.55
     beyond = (x < 0) | (x > world.shape[1] * world.res_m) | (y > 0) | (y < -world.shape[0] * world.res_m)
     if np.any(beyond):
@@ -617,23 +676,26 @@ def _wall_colour(
         # Along-wall coordinate of this ray's own hit (its bin's hit plus the offset along the wall).
         ub = wall["u"][wi] + (px[sel] - wall["x"][wi]) * wall["ux"][wi] + (py[sel] - wall["y"][wi]) * wall["uy"][wi]
         floor, pitch = tab.floor_m[b], tab.spacing_m[b]
-        top = wall["h_top"][wi]
-        safe_pitch = np.maximum(pitch, 1e-3)
-        zf = np.mod(zb, floor) / floor
-        uf = np.mod(ub, safe_pitch) / safe_pitch
-        win = (zf > 0.3) & (zf < 0.8) & (uf > 0.2) & (uf < 0.75) & (pitch > 0) & (zb > 1.0) & (zb < top - 0.5)
+        has_win = pitch > 0
+        safe_pitch = np.where(has_win, pitch, np.float32(1.0))
+        zs, us = zb / floor, ub / safe_pitch
+        storey, bay = np.floor(zs), np.floor(us)
+        zf, uf = zs - storey, us - bay
+        win = (zf > 0.3) & (zf < 0.8) & (uf > 0.2) & (uf < 0.75) & has_win & (zb > 1.0) & (zb < wall["h_top"][wi] - 0.5)
         facade, glass = tab.facade[b], tab.window[b]
-        # A little per-storey and per-bay variation so that walls are not flat paint.
-        grain = 0.93 + 0.1 * _hash01(b, np.floor(zb / floor), np.floor(ub / np.maximum(pitch, 1.0)))[:, None]
-        pane = glass * (0.85 + 0.3 * _hash01(b, np.floor(ub / safe_pitch), np.floor(zb / floor)))[:, None]
-        base = np.where(win[:, None], pane, facade * grain)
+        # One draw per (building, storey, bay): a little variation of the wall and of each pane.
+        noise = _hash01(b, storey, bay)
+        pane = np.float32(0.85) + np.float32(0.3) * (noise * 13.7 % 1.0)
+        grain = np.float32(0.93) + np.float32(0.1) * noise
+        shade = np.where(win, pane, grain)[:, None]
+        base = np.where(win[:, None], glass, facade) * shade
         # Once a window shrinks under about two pixels the pattern aliases: blend to the mean wall.
-        dist = depth[sel] * np.sqrt(1.0 + m[sel] ** 2)
-        foot = pixel_rad * dist * np.sqrt(1.0 + m[sel] ** 2)
-        size = np.where(pitch > 0, np.minimum(pitch, floor), floor)
+        slope2 = 1.0 + m[sel] * m[sel]
+        foot = np.float32(pixel_rad) * depth[sel] * slope2
+        size = np.where(has_win, np.minimum(pitch, floor), floor)
         mix = np.clip((foot - 0.25 * size) / (0.5 * size), 0.0, 1.0)[:, None]
-        share = np.where(pitch > 0, 0.275, 0.0)[:, None]
-        out[sel] = base * (1 - mix) + (facade * (1 - share) + glass * share) * mix
+        share = np.where(has_win, np.float32(0.275), np.float32(0.0))[:, None]
+        out[sel] = base + mix * (facade + share * (glass - facade) - base)
     other = np.nonzero(~is_bld)[0]
     if len(other):
         wi = widx[other]
@@ -714,8 +776,8 @@ def _composite_trees(
     pad = 2.0 * rays.el_step * (1.0 + ((t0 * z_rel) / den) ** 2)
     m_lo = (t0 * z_rel - disc) / den - pad
     m_hi = (t0 * z_rel + disc) / den + pad
-    i0 = np.where(outside, np.searchsorted(key, jj + _tan_key(m_hi), side="left"), bin_start[jj])
-    i1 = np.where(outside, np.searchsorted(key, jj + _tan_key(m_lo), side="right"), bin_start[jj + 1])
+    i0 = np.where(outside, np.searchsorted(key, _bin_key(jj, m_lo), side="left"), bin_start[jj])
+    i1 = np.where(outside, np.searchsorted(key, _bin_key(jj, m_hi), side="right"), bin_start[jj + 1])
     n_px = np.where(crown, np.maximum(i1 - i0, 0), 0)
     pair, ray = _run_indices(i0, n_px)
     tid = tree[pair]
@@ -765,8 +827,8 @@ def _composite_trees(
     trunk = (np.abs(lat) < trunk_r + 0.5 * rays.step * t0) & (t0 > trunk_r)
     t_tr = t0 - np.sqrt(np.maximum(trunk_r * trunk_r - lat * lat, 0.0))
     safe_t = np.maximum(t_tr, 1e-3)
-    k0 = np.searchsorted(key, jj + _tan_key((zc - 0.6 * rz - np.float32(cam_z)) / safe_t), side="left")
-    k1 = np.searchsorted(key, jj + _tan_key(-np.float32(cam_z) / safe_t), side="right")
+    k0 = np.searchsorted(key, _bin_key(jj, -np.float32(cam_z) / safe_t), side="left")
+    k1 = np.searchsorted(key, _bin_key(jj, (zc - 0.6 * rz - np.float32(cam_z)) / safe_t), side="right")
     tpair, tray = _run_indices(k0, np.where(trunk, np.maximum(k1 - k0, 0), 0))
     own_lat = rx[tpair] * cos_s[tray] - ry[tpair] * sin_s[tray]
     keep = np.abs(own_lat) < trunk_r[tpair]
@@ -824,4 +886,4 @@ def render_equirect(
     ``az_first + j * az_step``, row i at elevation ``el_top - i * el_step`` (radians)."""
     rays = Rays.equirect(az_first, az_step, width, el_top, el_step, height)
     rgb, _ = cast(world, app, east, north, cam_z, rays, max_range_m, frac=frac, haze_scale_m=haze_scale_m)
-    return np.ascontiguousarray(rgb.reshape(width, height, 3).transpose(1, 0, 2))
+    return np.ascontiguousarray(rgb.reshape(width, height, 3)[:, ::-1].transpose(1, 0, 2))

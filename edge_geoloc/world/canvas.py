@@ -192,40 +192,43 @@ class Canvas:
 
 
 class Plan:
-    """A 0.5 m occupancy grid: which layers already hold something where (bit flags)."""
+    """An occupancy grid: which layers already hold something where (bit flags).
+
+    0.5 m cells up to 4 km regions, coarser beyond (so it stays within 64 M cells); the cell size
+    depends on the region size only, never on the raster resolution."""
 
     STREET, BUILDING, WATER, PAVED, GREEN, RESERVED = 1, 2, 4, 8, 16, 32
-    RES = 0.5
 
     def __init__(self, size_m: float):
+        self.res = max(0.5, float(size_m) / 8000.0)
         self.size = float(size_m)
-        self.n = max(1, int(np.ceil(size_m / self.RES)))
+        self.n = max(1, int(np.ceil(size_m / self.res)))
         self.occ = np.zeros((self.n, self.n), np.uint8)
 
     def to_cv(self, pts: np.ndarray) -> np.ndarray:
         pts = np.asarray(pts, np.float64).reshape(-1, 2)
-        col = pts[:, 0] / self.RES - 0.5
-        row = (self.size - pts[:, 1]) / self.RES - 0.5
+        col = pts[:, 0] / self.res - 0.5
+        row = (self.size - pts[:, 1]) / self.res - 0.5
         return np.round(np.stack([col, row], axis=1) * _ONE).astype(np.int32)
 
     def to_local(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Pixel centres (row, col) -> local metres (N, 2)."""
-        return np.stack([(np.asarray(cols) + 0.5) * self.RES, self.size - (np.asarray(rows) + 0.5) * self.RES], axis=1)
+        return np.stack([(np.asarray(cols) + 0.5) * self.res, self.size - (np.asarray(rows) + 0.5) * self.res], axis=1)
 
     def mark_poly(self, polys, bit: int, grow_m: float = 0.0) -> None:
         pts = [self.to_cv(p) for p in _as_list(polys)]
-        thick = max(1, round(2 * grow_m / self.RES)) if grow_m > 0 else 0
+        thick = max(1, round(2 * grow_m / self.res)) if grow_m > 0 else 0
         self._mark(pts, bit, thick, lambda m, q: cv2.fillPoly(m, q, 1, cv2.LINE_8, SHIFT))
         if thick:
             self._mark(pts, bit, thick, lambda m, q: cv2.polylines(m, q, True, 1, thick, cv2.LINE_8, SHIFT))
 
     def mark_line(self, pts: np.ndarray, width_m: float, bit: int = STREET) -> None:
-        thick = max(1, round(width_m / self.RES))
+        thick = max(1, round(width_m / self.res))
         self._mark([self.to_cv(pts)], bit, thick, lambda m, q: cv2.polylines(m, q, False, 1, thick, cv2.LINE_8, SHIFT))
 
     def mark_circle(self, c, radius_m: float, bit: int = STREET) -> None:
         cv = self.to_cv(np.asarray(c))
-        r = max(1, round(radius_m / self.RES * _ONE))
+        r = max(1, round(radius_m / self.res * _ONE))
         self._mark(
             [cv], bit, 2 * r // _ONE + 2, lambda m, q: cv2.circle(m, tuple(int(v) for v in q[0][0]), r, 1, -1, 0, SHIFT)
         )
@@ -252,16 +255,16 @@ class Plan:
         lo, hi = allpts.min(axis=0) - grow_m, allpts.max(axis=0) + grow_m
         if lo[0] < 0 or lo[1] < 0 or hi[0] > self.size or hi[1] > self.size:
             return False
-        c0 = max(int(np.floor(lo[0] / self.RES)) - 1, 0)
-        c1 = min(int(np.ceil(hi[0] / self.RES)) + 2, self.n)
-        r0 = max(int(np.floor((self.size - hi[1]) / self.RES)) - 1, 0)
-        r1 = min(int(np.ceil((self.size - lo[1]) / self.RES)) + 2, self.n)
+        c0 = max(int(np.floor(lo[0] / self.res)) - 1, 0)
+        c1 = min(int(np.ceil(hi[0] / self.res)) + 2, self.n)
+        r0 = max(int(np.floor((self.size - hi[1]) / self.res)) - 1, 0)
+        r1 = min(int(np.ceil((self.size - lo[1]) / self.res)) + 2, self.n)
         m = np.zeros((r1 - r0, c1 - c0), np.uint8)
         off = np.array([c0, r0]) * _ONE
         pts = [self.to_cv(p) - off for p in polys]
         cv2.fillPoly(m, pts, 1, cv2.LINE_8, SHIFT)
         if grow_m > 0:
-            cv2.polylines(m, pts, True, 1, max(1, round(2 * grow_m / self.RES)), cv2.LINE_8, SHIFT)
+            cv2.polylines(m, pts, True, 1, max(1, round(2 * grow_m / self.res)), cv2.LINE_8, SHIFT)
         return not np.any((self.occ[r0:r1, c0:c1] & bits)[m.view(bool)])
 
     def free_mask(self, bits: int = 0xFF) -> np.ndarray:

@@ -33,6 +33,7 @@ from edge_geoloc.world.styles import (
     scatter_trees,
     tree_kind,
 )
+from edge_geoloc.world.suburb import houses
 
 # (name, material, base RGB, stripe amplitude, stripe period range m, weight)
 FIELD_KINDS = (
@@ -173,7 +174,12 @@ def generate(ctx: Ctx) -> None:
     draw_roads(ctx)
     for p in forests:
         plan.mark_poly(p, Plan.GREEN)
-    n_farms = int(rng.poisson(4 * (size / 1000) ** 2)) + (1 if rng.random() < 0.7 else 0)
+    # A hamlet along a main road, then farmsteads along roads and tracks.
+    frames = list(edge_frames(ctx, 50.0, kinds=(0,)))
+    if frames and rng.random() < 0.7:
+        centre = frames[int(rng.integers(len(frames)))][0]
+        houses(ctx, near=(centre, float(rng.uniform(60, 140)) * min(1.0, size / 600)), kinds=(0, 2))
+    n_farms = int(rng.poisson(6 * (size / 1000) ** 2)) + (1 if rng.random() < 0.7 else 0)
     _farmsteads(ctx, n_farms)
     for _ in range(int(rng.poisson(2 * (size / 1000) ** 2))):
         c = rng.uniform(0.1, 0.9, 2) * size
@@ -199,7 +205,7 @@ def generate(ctx: Ctx) -> None:
         dist = clearance_px(plan, Plan.STREET | Plan.BUILDING | Plan.WATER)
         r_px, c_px = plan_index(plan, pts)
         radius = rng.uniform(2.0, 4.0, len(pts))
-        ok = dist[r_px, c_px] * Plan.RES >= radius
+        ok = dist[r_px, c_px] * plan.res >= radius
         plant(canvas, rng, pts[ok], tree_kind(rng, (2.0, 4.0), (8, 16)), 0.7, radius[ok])
     open_land = plan.free_mask(_BLOCKED)
     scatter_trees(ctx, tree_kind(rng, (3.0, 5.5), (9, 18)), 0.6, open_land, Plan.STREET | Plan.BUILDING)
@@ -214,7 +220,7 @@ def _farmsteads(ctx: Ctx, count: int) -> None:
             break
         p, u, corridor, _ = frames[int(i)]
         n = (1 if rng.random() < 0.5 else -1) * np.array([u[1], -u[0]])
-        front, depth = rng.uniform(50, 80), rng.uniform(40, 60)
+        front, depth = rng.uniform(60, 110), rng.uniform(50, 80)
         setback = rng.uniform(8, 16)
         c = p + n * (corridor / 2 + setback + depth / 2)
         yard = rect(c, u, front, depth)
@@ -246,21 +252,24 @@ def _farm_buildings(ctx: Ctx, c: np.ndarray, u: np.ndarray, n: np.ndarray, front
         rng.random() < 0.3,
         look(rng, ROOF_PITCHED, (2.8, 3.2), (2.5, 3.5)),
     )
-    # Barns behind, at the other end and along the back.
-    for k in range(int(rng.integers(1, 4))):
-        bl_len, bl_w = rng.uniform(20, 40), rng.uniform(12, 20)
-        axis = u if k % 2 == 0 else n
-        off = u * (-side) * rng.uniform(0, front / 4) + n * rng.uniform(-depth / 6, depth / 3)
+    # Barns and sheds wherever they fit in the yard, along or across it.
+    placed, want = 0, int(rng.integers(2, 5))
+    for _ in range(14):
+        if placed >= want:
+            break
+        bl_len, bl_w = rng.uniform(18, 45), rng.uniform(10, 22)
+        axis = u if rng.random() < 0.6 else n
+        off = u * rng.uniform(-front / 2, front / 2) + n * rng.uniform(-depth / 2, depth / 2)
         barn = rect_shape(c + off, axis, bl_len, bl_w)
-        if not np.all(np.abs((barn.polygon - c) @ u) <= front / 2 + 0.1) or not np.all(
-            np.abs((barn.polygon - c) @ n) <= depth / 2 + 0.1
-        ):
+        rel = barn.polygon - c
+        if np.any(np.abs(rel @ u) > front / 2) or np.any(np.abs(rel @ n) > depth / 2):
             continue
         if plan.is_free(barn.polygon, 3.0, Plan.BUILDING | Plan.STREET):
             bl = look(rng, ROOF_METAL + ROOF_PITCHED[:2], (4.0, 5.0), (0.0, 6.0))
             draw_pitched(canvas, plan, rng, barn, rng.uniform(4, 7), rng.uniform(14, 25), False, bl)
+            placed += 1
     # Silos.
-    for _ in range(int(rng.integers(0, 3))):
+    for _ in range(int(rng.integers(0, 4))):
         r = rng.uniform(2.5, 4.0)
         pc = (
             c
@@ -283,5 +292,5 @@ def _farm_buildings(ctx: Ctx, c: np.ndarray, u: np.ndarray, n: np.ndarray, front
     pts = house_c + rng.normal(0, 10, (int(rng.integers(2, 7)), 2))
     dist = clearance_px(plan, Plan.BUILDING | Plan.STREET)
     r_px, c_px = plan_index(plan, pts)
-    ok = (dist[r_px, c_px] * Plan.RES >= 3.0) & np.all((pts > 0) & (pts < ctx.size), axis=1)
+    ok = (dist[r_px, c_px] * plan.res >= 3.0) & np.all((pts > 0) & (pts < ctx.size), axis=1)
     plant(canvas, rng, pts[ok], tree_kind(rng, (2.5, 4.5), (8, 15)), 0.8)

@@ -391,7 +391,7 @@ def scatter_points(
     if not len(rr) or count <= 0:
         return np.zeros((0, 2))
     pick = rng.integers(0, len(rr), count)
-    jitter = rng.uniform(-0.5, 0.5, (count, 2)) * Plan.RES
+    jitter = rng.uniform(-0.5, 0.5, (count, 2)) * plan.res
     return plan.to_local(rr[pick], cc[pick]) + jitter
 
 

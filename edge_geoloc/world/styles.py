@@ -144,13 +144,13 @@ def street_trees(ctx: Ctx, kind: TreeKind, spacing: tuple[float, float], prob: f
     # Crowns may reach over a roof (the taller surface wins) but trunks stand clear of walls.
     keep_free = clearance_px(ctx.plan, Plan.BUILDING | Plan.WATER)
     r_px, c_px = plan_index(ctx.plan, pts_arr)
-    ok = keep_free[r_px, c_px] * Plan.RES >= np.array(radii) * 0.3
+    ok = keep_free[r_px, c_px] * ctx.plan.res >= np.array(radii) * 0.3
     return plant(ctx.canvas, rng, pts_arr[ok], kind, 0.9, np.array(radii)[ok])
 
 
 def plan_index(plan: Plan, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    c = np.clip((pts[:, 0] / Plan.RES).astype(int), 0, plan.n - 1)
-    r = np.clip(((plan.size - pts[:, 1]) / Plan.RES).astype(int), 0, plan.n - 1)
+    c = np.clip((pts[:, 0] / plan.res).astype(int), 0, plan.n - 1)
+    r = np.clip(((plan.size - pts[:, 1]) / plan.res).astype(int), 0, plan.n - 1)
     return r, c
 
 
@@ -164,7 +164,7 @@ def scatter_trees(
     material: Material = Material.TREE,
 ) -> int:
     """Trees at random on plan cells where ``allowed``, crowns kept off the ``keep_off`` layers."""
-    area_ha = float(allowed.sum()) * Plan.RES**2 / 1e4
+    area_ha = float(allowed.sum()) * ctx.plan.res**2 / 1e4
     count = int(ctx.rng.poisson(density_per_ha * area_ha))
     pts = scatter_points(ctx.rng, ctx.plan, count, allowed)
     if not len(pts):
@@ -172,7 +172,7 @@ def scatter_trees(
     dist = clearance_px(ctx.plan, keep_off)
     r_px, c_px = plan_index(ctx.plan, pts)
     radius = ctx.rng.uniform(*kind.radius, len(pts))
-    ok = dist[r_px, c_px] * Plan.RES >= radius * 0.9
+    ok = dist[r_px, c_px] * ctx.plan.res >= radius * 0.9
     return plant(ctx.canvas, ctx.rng, pts[ok], kind, factor, radius[ok], material)
 
 
@@ -212,8 +212,8 @@ def frame_coords(piece: np.ndarray, origin: tuple[int, int], plan: Plan, u: np.n
     """(a, b) metres of a plan piece's cells along u and across it (v = u rotated left)."""
     rows = (np.arange(piece.shape[0]) + origin[0])[:, None]
     cols = (np.arange(piece.shape[1]) + origin[1])[None, :]
-    x = (cols + 0.5) * Plan.RES
-    y = plan.size - (rows + 0.5) * Plan.RES
+    x = (cols + 0.5) * plan.res
+    y = plan.size - (rows + 0.5) * plan.res
     return x * u[0] + y * u[1], y * u[0] - x * u[1]
 
 

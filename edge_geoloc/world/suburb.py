@@ -106,13 +106,17 @@ def shopping(ctx: Ctx, count: int) -> None:
         placed += 1
 
 
-def houses(ctx: Ctx) -> int:
-    """Detached houses along the streets, with driveways, parked cars, pools and sheds."""
+def houses(ctx: Ctx, near: tuple[np.ndarray, float] | None = None, kinds=(0, 1)) -> int:
+    """Detached houses along the streets, with driveways, parked cars, pools and sheds.
+
+    ``near``: (point, radius) to build only around a village centre."""
     rng, plan, canvas = ctx.rng, ctx.plan, ctx.canvas
     roof_pal = [vary(rng, ROOF_PITCHED[int(rng.integers(len(ROOF_PITCHED)))], 0.04) for _ in range(4)]
     count = 0
-    for p, u, corridor, kind in edge_frames(ctx, 3.0, kinds=(0, 1)):
-        if kind == 0 and rng.random() < 0.5:
+    for p, u, corridor, kind in edge_frames(ctx, 3.0, kinds=kinds):
+        if near is not None and np.hypot(*(p - near[0])) > near[1]:
+            continue
+        if kind == 0 and near is None and rng.random() < 0.5:
             continue
         for side in (-1, 1) if rng.random() < 0.5 else (1, -1):
             n = side * np.array([u[1], -u[0]])

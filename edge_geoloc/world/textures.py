@@ -27,7 +27,7 @@ _AMPLITUDE = {
     Material.PARKING: (8, 4, 5, 0),
     Material.CAR: (3, 0, 0, 0),
     Material.MARKING: (10, 10, 4, 0),
-    Material.SOIL: (16, 16, 16, 6),
+    Material.SOIL: (12, 10, 10, 5),
     Material.PLAZA: (8, 4, 6, 0),
     Material.SHRUB: (16, 20, 6, 6),
 }

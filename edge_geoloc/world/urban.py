@@ -73,7 +73,7 @@ def downtown(ctx: Ctx) -> None:
     ctx.streets = builder.build(size)
     draw_roads(ctx)
     cbd = size / 2 + rng.normal(0, 0.12 * size, 2)
-    blocks = list(components(plan.free_mask(Plan.STREET), int(60 / Plan.RES**2)))
+    blocks = list(components(plan.free_mask(Plan.STREET), int(60 / plan.res**2)))
     for piece, origin in blocks:
         _downtown_block(ctx, piece, origin, cbd)
     green = ((plan.occ & Plan.GREEN) != 0) & plan.free_mask(Plan.STREET | Plan.BUILDING | Plan.WATER | Plan.PAVED)
@@ -86,27 +86,41 @@ def _downtown_block(ctx: Ctx, piece: np.ndarray, origin: tuple[int, int], cbd: n
     poly = mask_polygon(plan, piece, origin)
     if poly is None:
         return
-    poly = offset_polygon(poly, Plan.RES / 2)
-    area = float(piece.sum()) * Plan.RES**2
+    poly = offset_polygon(poly, plan.res / 2)
+    area = float(piece.sum()) * plan.res**2
     u = principal_axis(poly)
     r = rng.random()
     if area > 2500 and r < 0.06:
         _plaza(ctx, poly, u, area)
     elif area > 2500 and r < 0.13:
         _park(ctx, poly, piece, area)
-    elif area > 1200 and r < 0.18:
-        a, b = frame_coords(piece, origin, plan, u)
-        fit = inner_rect(cv2.erode(piece.view(np.uint8), _KERNEL3, iterations=3).view(bool), a, b, u)
-        if fit is not None and fit[2] > 18:
-            draw_parking(ctx.canvas, plan, rng, ctx.paint, fit[0], u, fit[1], fit[2], ctx.pid, rng.uniform(0.4, 0.95))
+    elif area > 1200 and r < 0.18 and _parking_block(ctx, piece, origin, u):
+        return
     else:
         _building_block(ctx, piece, origin, u, cbd)
 
 
+def _parking_block(ctx: Ctx, piece: np.ndarray, origin, u: np.ndarray) -> bool:
+    """A surface car park filling the block, if a large enough rectangle fits."""
+    plan = ctx.plan
+    a, b = frame_coords(piece, origin, plan, u)
+    fit = inner_rect(_erode_m(piece, 1.5, plan.res), a, b, u)
+    if fit is None or fit[2] <= 18 or fit[1] <= 18:
+        return False
+    draw_parking(ctx.canvas, plan, ctx.rng, ctx.paint, fit[0], u, fit[1], fit[2], ctx.pid, ctx.rng.uniform(0.4, 0.95))
+    return True
+
+
+def _erode_m(mask: np.ndarray, metres: float, res: float) -> np.ndarray:
+    """A boolean mask shrunk by about ``metres``."""
+    k = max(1, round(metres / res))
+    return cv2.erode(mask.view(np.uint8), _KERNEL3, iterations=k).view(bool)
+
+
 def _building_block(ctx: Ctx, piece: np.ndarray, origin, u: np.ndarray, cbd: np.ndarray) -> None:
     rng, plan, size = ctx.rng, ctx.plan, ctx.size
-    m = cv2.erode(piece.view(np.uint8), _KERNEL3)
-    dist = cv2.distanceTransform(np.pad(m, 1), cv2.DIST_L2, 3)[1:-1, 1:-1] * Plan.RES
+    m = _erode_m(piece, 0.5, plan.res).view(np.uint8)
+    dist = cv2.distanceTransform(np.pad(m, 1), cv2.DIST_L2, 3)[1:-1, 1:-1] * plan.res
     depth = rng.uniform(14, 26)
     inside = m.view(bool)
     ring = inside & (dist <= depth) if dist.max() > depth * 1.25 else inside
@@ -123,16 +137,23 @@ def _building_block(ctx: Ctx, piece: np.ndarray, origin, u: np.ndarray, cbd: np.
             c.append(c[-1] + rng.uniform(12, 36))
         cuts.append(np.array(c))
     lab[ring] = np.searchsorted(cuts[0], a[ring]) * 4096 + np.searchsorted(cuts[1], b[ring])
-    for value in np.unique(lab[ring]):
-        for comp, o2 in components(lab == value, int(40 / Plan.RES**2)):
-            sub_origin = (origin[0] + o2[0], origin[1] + o2[1])
+    # Lots: the cells of the cut grid within the ring (connected pieces of each cell).
+    labels = lab[ring]
+    rr, cc = np.nonzero(ring)
+    order = np.argsort(labels, kind="stable")
+    bounds = np.flatnonzero(np.diff(labels[order])) + 1
+    for idx in np.split(order, bounds):
+        r0, r1, c0, c1 = rr[idx].min(), rr[idx].max() + 1, cc[idx].min(), cc[idx].max() + 1
+        cell = lab[r0:r1, c0:c1] == labels[idx[0]]
+        for comp, o2 in components(cell, int(40 / plan.res**2)):
+            sub_origin = (origin[0] + r0 + o2[0], origin[1] + c0 + o2[1])
             bpoly = mask_polygon(plan, comp, sub_origin, 1.2)
             if bpoly is None:
                 continue
-            bpoly = offset_polygon(bpoly, Plan.RES / 2)
-            _downtown_building(ctx, bpoly, float(comp.sum()) * Plan.RES**2, u, cbd, size)
+            bpoly = offset_polygon(bpoly, plan.res / 2)
+            _downtown_building(ctx, bpoly, float(comp.sum()) * plan.res**2, u, cbd, size)
     court = inside & ~ring
-    for comp, o2 in components(court, int(30 / Plan.RES**2)):
+    for comp, o2 in components(court, int(30 / plan.res**2)):
         cpoly = mask_polygon(plan, comp, (origin[0] + o2[0], origin[1] + o2[1]))
         if cpoly is None:
             continue
@@ -262,7 +283,7 @@ def industrial(ctx: Ctx) -> None:
     ctx.streets = builder.build(size)
     ctx.bulbs = dead_end_bulbs(ctx)
     draw_roads(ctx)
-    for piece, origin in list(components(plan.free_mask(Plan.STREET), int(200 / Plan.RES**2))):
+    for piece, origin in list(components(plan.free_mask(Plan.STREET), int(200 / plan.res**2))):
         _industrial_block(ctx, piece, origin)
     free = plan.free_mask(Plan.STREET | Plan.BUILDING | Plan.PAVED | Plan.WATER | Plan.RESERVED)
     scatter_trees(ctx, tree_kind(rng, (2.0, 4.5), (6, 13)), rng.uniform(4, 12), free, Plan.STREET | Plan.BUILDING)
@@ -290,7 +311,7 @@ def _industrial_block(ctx: Ctx, piece: np.ndarray, origin) -> None:
         for pos in c:
             sep |= np.abs(coord - np.float32(pos)) < gap
     plots = inside & ~sep
-    for comp, o2 in components(plots, int(800 / Plan.RES**2)):
+    for comp, o2 in components(plots, int(800 / plan.res**2)):
         sub_origin = (origin[0] + o2[0], origin[1] + o2[1])
         pa, pb = frame_coords(comp, sub_origin, plan, u)
         _plot(ctx, comp, sub_origin, pa, pb, u)
@@ -307,8 +328,7 @@ def _plot(ctx: Ctx, comp: np.ndarray, origin, a: np.ndarray, b: np.ndarray, u: n
         plan.mark_poly(poly, Plan.PAVED)
     else:
         plan.mark_poly(poly, Plan.RESERVED)
-    margin = int(rng.uniform(3, 8) / Plan.RES)
-    fit = inner_rect(cv2.erode(comp.view(np.uint8), _KERNEL3, iterations=margin).view(bool), a, b, u)
+    fit = inner_rect(_erode_m(comp, float(rng.uniform(3, 8)), plan.res), a, b, u)
     if fit is None or min(fit[1], fit[2]) < 20:
         return
     centre, length, width = fit

@@ -33,7 +33,7 @@ from edge_geoloc.world.styles import (
     scatter_trees,
     tree_kind,
 )
-from edge_geoloc.world.suburb import houses
+from edge_geoloc.world.suburb import houses, shopping
 
 # (name, material, base RGB, stripe amplitude, stripe period range m, weight)
 FIELD_KINDS = (
@@ -178,7 +178,9 @@ def generate(ctx: Ctx) -> None:
     frames = list(edge_frames(ctx, 50.0, kinds=(0,)))
     if frames and rng.random() < 0.7:
         centre = frames[int(rng.integers(len(frames)))][0]
-        houses(ctx, near=(centre, float(rng.uniform(60, 140)) * min(1.0, size / 600)), kinds=(0, 2))
+        radius = float(rng.uniform(60, 140)) * min(1.0, size / 600)
+        shopping(ctx, 1, (30, 45), (1, 2), near=(centre, radius))  # village hall or shop with its car park
+        houses(ctx, near=(centre, radius), kinds=(0, 2))
     n_farms = int(rng.poisson(6 * (size / 1000) ** 2)) + (1 if rng.random() < 0.7 else 0)
     _farmsteads(ctx, n_farms)
     for _ in range(int(rng.poisson(2 * (size / 1000) ** 2))):

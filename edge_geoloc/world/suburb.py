@@ -77,10 +77,18 @@ def build_streets(ctx: Ctx) -> None:
     ctx.bulbs = dead_end_bulbs(ctx)
 
 
-def shopping(ctx: Ctx, count: int) -> None:
-    """Shops with a parking lot in front, along the collectors."""
+def shopping(
+    ctx: Ctx,
+    count: int,
+    front_m: tuple[float, float] = (70, 110),
+    rows: tuple[int, int] = (1, 3),
+    near: tuple[np.ndarray, float] | None = None,
+) -> None:
+    """Shops (or a village hall) with a parking lot in front, along main roads."""
     rng, plan = ctx.rng, ctx.plan
     frames = list(edge_frames(ctx, 12.0, kinds=(0,)))
+    if near is not None:
+        frames = [f for f in frames if np.hypot(*(f[0] - near[0])) <= near[1]]
     if not frames:
         return
     placed = 0
@@ -90,7 +98,8 @@ def shopping(ctx: Ctx, count: int) -> None:
         p, u, corridor, _ = frames[int(i)]
         side = 1 if rng.random() < 0.5 else -1
         n = side * np.array([u[1], -u[0]])
-        front, lot_depth, store_depth = rng.uniform(70, 110), 16.5 * int(rng.integers(1, 3)) + 2, rng.uniform(25, 40)
+        front, lot_depth = rng.uniform(*front_m), 16.5 * int(rng.integers(*rows)) + 2
+        store_depth = rng.uniform(0.25, 0.4) * front
         depth = lot_depth + store_depth + 4
         c = p + n * (corridor / 2 + 3 + depth / 2)
         site = rect(c, u, front, depth)
@@ -137,8 +146,13 @@ def houses(ctx: Ctx, near: tuple[np.ndarray, float] | None = None, kinds=(0, 1))
                 )
             else:
                 shape = rect_shape(c, axis, length, width)
-            if not plan.is_free(shape.polygon, 3.5, _BLOCKED):
+            if not plan.is_free(shape.polygon, 3.5, _BLOCKED | Plan.GREEN):
                 continue
+            if near is not None:
+                # Out in the country the house gets a garden cut out of the field around it.
+                lot_depth = setback + 2 * half_depth + rng.uniform(8, 15)
+                lot = rect(p + n * (corridor / 2 + lot_depth / 2), u, (length if along else width) + 8, lot_depth)
+                canvas.fill(lot, ctx.pid["lawn"])
             bl = look(rng, ROOF_PITCHED, (2.7, 3.1), (2.5, 4.0))
             bl.roof_rgb = vary(rng, roof_pal[int(rng.integers(len(roof_pal)))], 0.03, 0.05)
             eave = 3.0 * int(rng.integers(1, 3)) + rng.uniform(0.3, 0.8)

@@ -61,12 +61,30 @@ class _Tables:
     mean_albedo: np.ndarray  # (3,) float32 colour of the ground beyond the world's edge
 
 
-def crown_shape(radius_m: np.ndarray, height_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def crown_shape(
+    radius_m: np.ndarray, height_m: np.ndarray, conifer: np.ndarray | bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """(vertical semi-axis, centre height) of a tree crown: an ellipsoid whose top is the tree's
-    height, on a trunk of at least a fifth of that height."""
+    height, on a trunk of at least a fifth of that height. A conifer's crown is a spindle over the
+    height its cone takes in the height raster (``min(1.6 r, 0.8 h)``)."""
     radius_m, height_m = np.asarray(radius_m, np.float32), np.asarray(height_m, np.float32)
-    rz = np.minimum(radius_m * 1.1, 0.4 * height_m)
-    return rz, height_m - rz
+    rz = np.where(conifer, 0.5 * np.minimum(1.6 * radius_m, 0.8 * height_m), np.minimum(radius_m * 1.1, 0.4 * height_m))
+    return rz.astype(np.float32), (height_m - rz).astype(np.float32)
+
+
+def _conifers(world: World, tree_xy: np.ndarray) -> np.ndarray:
+    """Which trees the height raster draws as cones: their top falls off steeply from the centre
+    (a cone drops by about 0.8 r at half the radius, a broadleaf dome by at most 0.2 r)."""
+    t = world.trees
+    r_m = np.asarray(t.radius_m, np.float64)
+    res, (h, w) = world.res_m, world.shape
+    rows = np.clip((-tree_xy[:, 1] / res).astype(np.intp), 0, h - 1)
+    cols = np.clip((tree_xy[:, 0] / res).astype(np.intp), 0, w - 1)
+    cols_half = np.clip(((tree_xy[:, 0] + 0.5 * r_m) / res).astype(np.intp), 0, w - 1)
+    ids = len(world.buildings) + 1 + np.arange(len(r_m))
+    mine = (world.obj[rows, cols] == ids) & (world.obj[rows, cols_half] == ids)
+    drop = (world.height[rows, cols] - world.height[rows, cols_half]) / np.maximum(r_m, 1e-3)
+    return mine & (drop > 0.45)
 
 
 def tables(world: World) -> _Tables:
@@ -106,7 +124,7 @@ def tables(world: World) -> _Tables:
         normals[i + 1, : len(v)] = out
     t = world.trees
     tree_xy = np.asarray(t.en, np.float64).reshape(-1, 2) - (world.east_min, world.north_max)
-    rz, zc = crown_shape(t.radius_m, t.height_m)
+    rz, zc = crown_shape(t.radius_m, t.height_m, _conifers(world, tree_xy))
     rows = np.clip((-tree_xy[:, 1] / res).astype(np.intp), 0, world.shape[0] - 1)
     cols = np.clip((tree_xy[:, 0] / res).astype(np.intp), 0, world.shape[1] - 1)
     tab = _Tables(
@@ -133,7 +151,7 @@ def tables(world: World) -> _Tables:
 def _march_cached(max_range_m: float, res_m: float, el_step_rad: float, dz_m: float, frac: float) -> np.ndarray:
     out = [0.02]
     d = 0.02
-    lo = 0.5 * res_m
+    lo = res_m
     while d < max_range_m:
         fp = el_step_rad * (dz_m * dz_m + d * d) / dz_m
         d += max(lo, min(frac * d, fp) if frac > 0 else fp)
@@ -146,7 +164,7 @@ def _march_cached(max_range_m: float, res_m: float, el_step_rad: float, dz_m: fl
 def march_distances(
     max_range_m: float, res_m: float, el_step_rad: float, dz_m: float, frac: float | None
 ) -> np.ndarray:
-    """Sample distances along a bin: at most half a raster cell apart near the camera, then growing
+    """Sample distances along a bin: a raster cell apart near the camera, then growing
     with distance (``frac * d``, about a column's width, so that no wall hides between samples) but
     never wider than a ray's footprint on tops ``dz_m`` below the camera (for UAVs)."""
     return _march_cached(
@@ -214,13 +232,17 @@ class Rays:
         azimuth spacing. An image around the nadir or zenith spans the full circle."""
         x, y, z = dirs_enu[..., 0], dirs_enu[..., 1], dirs_enu[..., 2]
         az = np.arctan2(x, y)
-        lim = np.radians(MAX_ELEVATION_DEG)
-        el = np.clip(np.arctan2(z, np.hypot(x, y)), -lim, lim)
+        hor = np.hypot(x, y)
+        lim = np.tan(np.radians(MAX_ELEVATION_DEG))
+        tan_el = np.clip(z / np.maximum(hor, 1e-12), -lim, lim)
         centre = float(np.arctan2(np.sum(x), np.sum(y)))
         rel = np.mod(az - centre + np.pi, 2 * np.pi) - np.pi
         full = float(rel.max() - rel.min()) > np.pi
-        g_az, g_el = _pixel_extent(rel), _pixel_extent(el)
-        g_az = g_az[g_az < 1.0]  # a wrap seam is no pixel's extent
+        # Angular extents of the pixels, from every s-th pixel (the field is smooth).
+        sub = max(1, min(dirs_enu.shape[:2]) // 48)
+        el_sub = np.arctan(tan_el[::sub, ::sub])
+        g_az, g_el = _pixel_extent(rel[::sub, ::sub]) / sub, _pixel_extent(el_sub) / sub
+        g_az = g_az[g_az < 1.0 / sub]  # a wrap seam is no pixel's extent
         el_step = max(float(np.percentile(g_el, 5)), 1e-5)
         step = max(float(g_az.min()) if g_az.size else el_step, 1e-5)
         if full:
@@ -240,7 +262,7 @@ class Rays:
             n_bins=n,
             bin=bins.ravel(),
             azimuth=az.ravel(),
-            tan_el=np.tan(el).ravel(),
+            tan_el=tan_el.ravel(),
             el_step=el_step,
             pixel_rad=float(np.median(g_el)),
         )
@@ -295,17 +317,18 @@ def _shadow_at(world: World, app: Appearance, res: float, x: np.ndarray, y: np.n
     return shadow[r, c]
 
 
-def sky_colour(app: Appearance, tan_el: np.ndarray, azimuth: np.ndarray) -> np.ndarray:
-    """Sky radiance (0..1 RGB) by elevation, with a glow around the sun."""
+def sky_colour(app: Appearance, tan_el: np.ndarray, sin_az: np.ndarray, cos_az: np.ndarray) -> np.ndarray:
+    """Sky radiance (0..1 RGB) by elevation, from the horizon's colour to the zenith's, with a glow
+    around the sun."""
     horizon, zenith = app.sky_rgb()
-    el = np.arctan(np.maximum(tan_el, 0.0))
-    s = (el / (np.pi / 2)) ** 0.6
-    sky = horizon * (1 - s)[:, None] + zenith * s[:, None]
+    t = np.maximum(tan_el, 0.0).astype(np.float32)
+    cos_el = 1.0 / np.sqrt(1.0 + t * t)
+    sin_el = t * cos_el
+    s = np.sqrt(sin_el)[:, None]
     sun = app.sun_vector()
-    ce = np.cos(el)
-    cos_sun = ce * np.sin(azimuth) * sun[0] + ce * np.cos(azimuth) * sun[1] + np.sin(el) * sun[2]
+    cos_sun = cos_el * (sin_az * sun[0] + cos_az * sun[1]) + sin_el * sun[2]
     glow = np.exp((cos_sun - 1.0) * 12.0) * 0.35 + np.exp((cos_sun - 1.0) * 400.0) * 0.6
-    return (sky + glow[:, None] * np.array([1.0, 0.95, 0.85], np.float32)).astype(np.float32)
+    return (horizon + s * (zenith - horizon) + glow[:, None] * np.array([1.0, 0.95, 0.85])).astype(np.float32)
 
 
 def _hash01(*keys: np.ndarray) -> np.ndarray:
@@ -315,6 +338,22 @@ def _hash01(*keys: np.ndarray) -> np.ndarray:
         h = (h ^ (np.asarray(k).astype(np.int64).astype(np.uint32) * np.uint32(mult))) * np.uint32(0x2C1B3C6D)
         h ^= h >> np.uint32(15)
     return (h & np.uint32(0xFFFFFF)).astype(np.float32) / np.float32(0x1000000)
+
+
+def _value_noise(key: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Smooth 3D value noise in [0, 1] (trilinear between hashed lattice values, unit cells)."""
+    x0, y0, z0 = np.floor(x), np.floor(y), np.floor(z)
+    fx, fy, fz = x - x0, y - y0, z - z0
+    fx, fy, fz = fx * fx * (3 - 2 * fx), fy * fy * (3 - 2 * fy), fz * fz * (3 - 2 * fz)
+    out = np.zeros(np.shape(x), np.float32)
+    for dx in (0, 1):
+        wx = fx if dx else 1 - fx
+        for dy in (0, 1):
+            wy = fy if dy else 1 - fy
+            for dz in (0, 1):
+                wz = fz if dz else 1 - fz
+                out += (wx * wy * wz) * _hash01(key, x0 + dx, y0 + dy, z0 + dz)
+    return out
 
 
 def _run_indices(start: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -408,48 +447,51 @@ def cast(
     pk, pc = pos[ray], bin_s[ray]
     m = tan_s[ray]
     hk = h[pk, pc]
-    widx = wall_id[pk, pc]
-    at_wall = widx >= 0
-    wsafe = np.where(at_wall, widx, 0)
-    has_walls = len(wk) > 0
-
-    def per_wall(name: str) -> np.ndarray:
-        return np.where(at_wall, wall[name][wsafe], np.float32(0.0)) if has_walls else np.zeros(len(ray), np.float32)
-
-    w_d, w_lo, w_top = per_wall("d"), per_wall("h_lo"), per_wall("h_top")
     dk, dp = d[pk], d_prev[pk]
-    z_wall = cz + w_d * m
-    on_wall = at_wall & (z_wall >= w_lo - 1e-3) & (z_wall <= w_top + 1e-3)
-    below = at_wall & (z_wall < w_lo - 1e-3)
-    # Over the wall's top while the sample behind stays above the camera: a further wall face.
-    far_wall = at_wall & (z_wall > w_top + 1e-3) & (hk >= cz)
-    surf_h = np.where(below, w_lo, hk)
-    d_lo = np.where(at_wall & ~below, w_d, dp)
-    d_hi = np.where(below, w_d, dk)
+    # A ray covered by a flat top meets it where its height is reached, within the sample's span.
+    surf_h, d_lo, d_hi = hk, dp, dk
+    # Rays covered by a sample behind a wall: on the wall between its foot and its top; under
+    # its foot, on the ground before it; over its top, on what lies behind (a top below the
+    # camera, or a further face of a building that rises above it).
+    aw = np.nonzero(wall_id[pk, pc] >= 0)[0]
+    widx = wall_id[pk[aw], pc[aw]]
+    w_d, w_lo, w_top = wall["d"][widx], wall["h_lo"][widx], wall["h_top"][widx]
+    z_wall = cz + w_d * m[aw]
+    below = z_wall < w_lo - 1e-3
+    over = z_wall > w_top + 1e-3
+    on_wall = ~below & ~over
+    far_wall = over & (hk[aw] >= cz)
+    if len(aw):
+        surf_h, d_lo, d_hi = hk.copy(), dp.copy(), dk.copy()
+        surf_h[aw] = np.where(below, w_lo, hk[aw])
+        d_lo[aw] = np.where(below, dp[aw], w_d)
+        d_hi[aw] = np.where(below, w_d, dk[aw])
     with np.errstate(divide="ignore", invalid="ignore"):
-        d_surf = (surf_h - cz) / m
-    d_surf = np.clip(np.where(np.isfinite(d_surf), d_surf, d_hi), d_lo, d_hi)
-    depth_r = np.where(on_wall, w_d, np.where(far_wall, dk, d_surf)).astype(np.float32)
+        depth_r = (surf_h - cz) / m
+    depth_r = np.minimum(np.maximum(np.where(np.isfinite(depth_r), depth_r, d_hi), d_lo), d_hi)
+    walls_r = aw[on_wall | far_wall]
+    wall_of = widx[on_wall | far_wall]
+    depth_r[walls_r] = np.where(on_wall, w_d, dk[aw])[on_wall | far_wall]
+    z_hit = np.where(on_wall, z_wall, cz + dk[aw] * m[aw])[on_wall | far_wall]
 
     colour = np.empty((len(ray), 3), np.float32)
-    walls_r = on_wall | far_wall
-    surf = ~walls_r
+    surf = np.ones(len(ray), bool)
+    surf[walls_r] = False
     px = cx + depth_r * sin_s[ray]
     py = cy + depth_r * cos_s[ray]
     if np.any(surf):
         foot = np.float32(rays.pixel_rad) * depth_r[surf] * np.sqrt(1.0 + m[surf] * m[surf])
         colour[surf] = _top_colour(world, app, tab, px[surf], py[surf], foot, shadow_res)
-    if np.any(walls_r):
-        zw = np.where(on_wall, z_wall, cz + dk * m)[walls_r]
+    if len(walls_r):
         colour[walls_r] = _wall_colour(
             world,
             app,
             tab,
             wall,
-            wsafe[walls_r],
+            wall_of,
             px[walls_r],
             py[walls_r],
-            zw,
+            z_hit,
             depth_r[walls_r],
             m[walls_r],
             rays.pixel_rad,
@@ -490,7 +532,7 @@ def cast(
     rgb += (1.0 - clear)[:, None] * app.sky_rgb()[0].astype(np.float32)
     sky = np.nonzero(np.isinf(depth))[0]
     if len(sky):
-        rgb[sky] = sky_colour(app, tan_s[sky], az_s[sky])
+        rgb[sky] = sky_colour(app, tan_s[sky], sin_s[sky], cos_s[sky])
     if order is not None:
         out_rgb, out_depth = np.empty_like(rgb), np.empty_like(depth)
         out_rgb[order], out_depth[order] = rgb, depth
@@ -500,20 +542,21 @@ def cast(
 
 def _bilinear(raster: np.ndarray, col: np.ndarray, row: np.ndarray) -> np.ndarray:
     """Bilinear samples (float32) of a raster at continuous (col, row), cell centres at +0.5."""
-    u, v = col - 0.5, row - 0.5
-    r0, c0 = np.floor(v), np.floor(u)
-    fr, fc = (v - r0).astype(np.float32), (u - c0).astype(np.float32)
+    h, w = raster.shape[:2]
+    u = np.minimum(np.maximum(col - 0.5, 0.0), w - 1.001)
+    v = np.minimum(np.maximum(row - 0.5, 0.0), h - 1.001)
+    c0, r0 = u.astype(np.intp), v.astype(np.intp)
+    fc, fr = (u - c0).astype(np.float32), (v - r0).astype(np.float32)
+    flat = raster.reshape(h * w, -1)
+    i = r0 * w + c0
     if raster.ndim == 3:
         fr, fc = fr[:, None], fc[:, None]
-    h, w = raster.shape[:2]
-    r0 = np.clip(r0.astype(np.intp), 0, h - 1)
-    c0 = np.clip(c0.astype(np.intp), 0, w - 1)
-    r1, c1 = np.minimum(r0 + 1, h - 1), np.minimum(c0 + 1, w - 1)
-    a, b = raster[r0, c0].astype(np.float32), raster[r0, c1].astype(np.float32)
+    else:
+        flat = flat[:, 0]
+    a, b = flat.take(i, axis=0).astype(np.float32), flat.take(i + 1, axis=0).astype(np.float32)
     top = a + fc * (b - a)
-    a, b = raster[r1, c0].astype(np.float32), raster[r1, c1].astype(np.float32)
-    bottom = a + fc * (b - a)
-    return top + fr * (bottom - top)
+    a, b = flat.take(i + w, axis=0).astype(np.float32), flat.take(i + w + 1, axis=0).astype(np.float32)
+    return top + fr * (a + fc * (b - a) - top)
 
 
 def _top_colour(
@@ -540,7 +583,7 @@ def _top_colour(
         rn, cn = r[near], c[near]
         light = top_light(world, app, rn, cn, shadow_res, lit=lit)
         col[near] = seasonal_albedo(smooth, world.material[rn, cn], app.season) * light[:, None]
-    col[world.obj[r, c] > len(world.buildings)] *= 0.55
+    col[world.obj[r, c] > len(world.buildings)] *= 0.7  # the crown's ambient shade (its cast shadow is lit's)
     beyond = (x < 0) | (x > world.shape[1] * world.res_m) | (y > 0) | (y < -world.shape[0] * world.res_m)
     if np.any(beyond):
         col[beyond] = tab.mean_albedo * (1.0 - 0.1 * app.season)
@@ -818,7 +861,10 @@ def _composite_trees(
         AMBIENT * (0.75 + 0.25 * nrm[:, 2])
         + (1 - AMBIENT) * np.clip(nrm @ sun, 0, None) / max(float(sun[2]), 0.2) * lit
     )
-    leaf = 0.72 + 0.4 * _hash01(tid, np.floor(hx / 0.5), np.floor(hy / 0.5), np.floor(hz / 0.5))
+    # Foliage: clumps (smooth noise at 0.8 m) with fine leaf grain (0.2 m cells, sub-pixel from afar).
+    clumps = _value_noise(tid, hx / 0.8, hy / 0.8, hz / 0.8)
+    grain = _hash01(tid, np.floor(hx / 0.2), np.floor(hy / 0.2), np.floor(hz / 0.2))
+    leaf = 0.62 + 0.45 * clumps + 0.12 * grain
     albedo = seasonal_albedo(tab.tree_albedo[tid], np.full(len(tid), Material.TREE, np.uint8), app.season)
     crown_rgb = albedo * (np.minimum(light, 1.3) * leaf)[:, None]
 

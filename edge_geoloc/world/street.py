@@ -25,8 +25,8 @@ WIDE_FOV_DEG = 150.0  # from here on a rectilinear image stretches too much: use
 
 
 def _march_frac(col_step_rad: float) -> float:
-    """March growth per step: about one and a half columns wide, so no wall hides between samples."""
-    return float(np.clip(1.5 * col_step_rad, 0.005, 0.03))
+    """March growth per step: about two columns wide, so no wall hides between samples."""
+    return float(np.clip(2.0 * col_step_rad, 0.005, 0.03))
 
 
 def _check_view(world: World, east: float, north: float, width_px: int, height_px: int, cam_height_m: float, what: str):

@@ -4,6 +4,12 @@ A style generator (downtown, suburb, rural, industrial) lays out roads, building
 water and trees as vectors, deciding where things fit on a fixed 0.5 m plan grid, and paints
 them into the region's rasters at its resolution. The world is a deterministic function of
 (style, seed, size, resolution); the vector layout does not depend on the resolution.
+
+What the vectors mean here: ``Buildings.height_m`` is the top of the building's raster (ridge,
+penthouse or roof box), its footprint the outline of the walls; ``Trees`` lists trees and garden
+shrubs alike (shrubs are low crowns with material SHRUB). Street space (ROAD, SIDEWALK, MARKING
+pixels) is always at height 0 and no building stands on a carriageway; tree crowns may reach over
+sidewalks and kerbs, never over a road's centre line.
 """
 
 from __future__ import annotations

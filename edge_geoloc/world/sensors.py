@@ -195,10 +195,11 @@ class GpsModel:
         geometry = np.exp(_gauss_markov(rng, n, dt, self.hdop_variation, 300.0)[:, 0])
         white = rng.normal(0.0, self.sigma_m, (n, 2)) * geometry[:, None]
         bias = _gauss_markov(rng, n, dt, self.bias_sigma_m, self.bias_tau_s, dims=2)
-        jump = self._multipath(rng, n, dt)
+        jump, seen = self._multipath(rng, n, dt)
         error = white + bias + jump
-        # HDOP as the receiver reports it: geometry, inflated by multipath (fewer, reflected signals).
-        axis2 = (self.sigma_m * geometry) ** 2 + self.bias_sigma_m**2 + np.sum(jump**2, axis=1) / 2
+        # HDOP as the receiver reports it: geometry, inflated by multipath (fewer, reflected signals)
+        # by about as much as the jump, as far as the receiver can tell (``seen``).
+        axis2 = (self.sigma_m * geometry) ** 2 + self.bias_sigma_m**2 + seen**2 / 2
         hdop = self.hdop_nominal * np.sqrt(axis2 / max(self.sigma_m**2 + self.bias_sigma_m**2, 1e-12))
         if self.sigma_m == 0 and self.bias_sigma_m == 0:
             hdop = self.hdop_nominal * geometry
@@ -234,25 +235,28 @@ class GpsModel:
             start_utc=self.start_utc,
         )
 
-    def _multipath(self, rng: np.random.Generator, n: int, dt: float) -> np.ndarray:
-        """Offsets of multipath episodes: Poisson starts, exponential lengths, random direction."""
-        jump = np.zeros((n, 2))
+    def _multipath(self, rng: np.random.Generator, n: int, dt: float) -> tuple[np.ndarray, np.ndarray]:
+        """Offsets of multipath episodes (Poisson starts, exponential lengths, random direction) and
+        the size the receiver believes each has (the true size off by a log-normal factor, sd 0.3)."""
+        jump, seen = np.zeros((n, 2)), np.zeros(n)
         if self.multipath_rate_hz <= 0 or self.multipath_m <= 0:
-            return jump
+            return jump, seen
         p_start = 1.0 - np.exp(-self.multipath_rate_hz * dt)
         starts = rng.random(n) < p_start
         size = rng.uniform(0.5, 1.5, n) * self.multipath_m
         angle = rng.uniform(0, 2 * np.pi, n)
         length = np.maximum(1, np.round(rng.exponential(self.multipath_duration_s, n) / dt)).astype(np.int64)
+        belief = size * np.exp(rng.normal(0.0, 0.3, n))
         i = 0
         while i < n:
             if starts[i]:
                 j = min(n, i + int(length[i]))
                 jump[i:j] = size[i] * np.array([np.sin(angle[i]), np.cos(angle[i])])
+                seen[i:j] = belief[i]
                 i = j
             else:
                 i += 1
-        return jump
+        return jump, seen
 
 
 @dataclass

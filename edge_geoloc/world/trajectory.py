@@ -573,13 +573,16 @@ def drive(
 ) -> Trajectory:
     """A vehicle driving the road graph for ``duration_s`` seconds, sampled every ``dt``.
 
-    It starts at ``start_node`` (default: a random node of the largest connected part of the
-    network) already moving, picks a random way at each intersection (no U-turn unless at a dead
-    end), cruises at a speed drawn from ``speed_mps`` for each stretch between intersections, and
-    keeps to the centre of the right lane: ``lane_offset_m`` right of the centre line (default
-    :func:`right_lane_offset` of each road's width). It turns around at dead ends; with ``area`` (a world or
-    bounds) given, it turns early enough to stay ``margin_m`` inside it where roads are cut by its
-    edge, and a random start avoids dead ends.
+    It starts at ``start_node`` (default: a random through node of the largest connected part of
+    the network) already moving, picks a random way at each intersection (mostly straight on;
+    no U-turn unless at a dead end, no hairpin unless there is no other way), cruises at a speed
+    drawn from ``speed_mps`` for each stretch between intersections, slows for corners within
+    ``limits``, and keeps to the centre of the right lane: ``lane_offset_m`` right of the centre
+    line (default :func:`right_lane_offset` of each road's width).
+
+    Pass ``area`` (the world, or its bounds) to keep the car ``margin_m`` inside it: roads of the
+    synthetic world run to its edge, so roads whose lanes leave the area and the stubs cut by it
+    are not driven. Without ``area`` the car drives every edge of ``roads``.
     """
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     lo, hi = float(speed_mps[0]), float(speed_mps[1])

@@ -18,6 +18,7 @@ from edge_geoloc import __version__
 COMMAND_MODULES: list[str] = [
     "edge_geoloc.data.cli",
     "edge_geoloc.train.cli",
+    "edge_geoloc.export.cli",
 ]
 
 

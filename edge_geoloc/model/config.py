@@ -17,6 +17,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def keep_count(num_patches: int, keep_ratio: float) -> int:
+    """Patches kept at a keep ratio (TransGeo: 0.64 keeps 400 of 625, 256 of 400); torch-free for FLOP counts."""
+    return max(1, min(num_patches, round(keep_ratio * num_patches)))
+
+
 @dataclass(frozen=True)
 class BranchConfig:
     height: int = field(metadata=check(lambda v: v > 0, "a positive pixel count"))

@@ -26,12 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_geoloc.model.config import BranchConfig, ModelConfig
-
-
-def keep_count(num_patches: int, keep_ratio: float) -> int:
-    """Patches kept at a keep ratio (TransGeo: 0.64 keeps 400 of 625, 256 of 400)."""
-    return max(1, min(num_patches, round(keep_ratio * num_patches)))
+from edge_geoloc.model.config import BranchConfig, ModelConfig, keep_count
 
 
 class Attention(nn.Module):
@@ -136,7 +131,7 @@ class ViTBranch(nn.Module):
 
     def prune(self, x: torch.Tensor, attn: torch.Tensor, keep_ratio: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Keep the special tokens and the top-scoring patches; also return the kept patch indices."""
-        n = x.shape[1] - self.n_special
+        n = int(x.shape[1]) - self.n_special  # static: an exported graph keeps a fixed number of patches
         k = keep_count(n, keep_ratio)
         scores = self.patch_scores(attn)
         idx = torch.topk(scores, k, dim=1).indices

@@ -1,0 +1,90 @@
+"""`edge-geoloc export`, `edge-geoloc flops` and `edge-geoloc compile`.
+
+Registration imports nothing heavy: ``export`` imports torch when it runs; ``flops`` is analytic
+and ``compile`` needs TensorRT, not torch, so both work on the device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _export(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from edge_geoloc.export.onnx_export import export_model
+
+    result = export_model(
+        args.checkpoint,
+        args.out,
+        recipe=args.recipe,
+        keep_ratio=args.keep_ratio,
+        opset=args.opset,
+        parity_data=args.parity_data,
+        parity_samples=args.parity_samples,
+        seed=args.seed,
+    )
+    r = result.report
+    worst = min(v["min_cosine"] for b in ("street", "aerial") for v in r["parity"][b].values())
+    worst_abs = max(v["max_abs"] for b in ("street", "aerial") for v in r["parity"][b].values())
+    print(
+        f"exported {r['config']} (keep ratio {r['keep_ratio']:g}, opset {r['opset']}) to {result.out}:"
+        f" parity max |diff| {worst_abs:.2e}, min cosine {worst:.7f};"
+        f" {r['gmacs_paper']:.4g} GMACs (paper), {r['gflops_full']:.4g} GFLOPs (full)"
+    )
+    return 0
+
+
+def _flops(args: argparse.Namespace) -> int:
+    from edge_geoloc.export.flops import format_table, model_flops
+    from edge_geoloc.model.config import load_model_config
+
+    report = model_flops(load_model_config(args.config), args.keep_ratio)
+    print(json.dumps(report, indent=1) if args.json else format_table(report))
+    return 0
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from edge_geoloc.export.tensorrt_build import compile_model
+
+    built = compile_model(args.model, fp16=args.fp16, workspace_mb=args.workspace, branches=args.branch)
+    for sidecar in built:
+        print(
+            f"built {sidecar.engine_file} ({sidecar.precision}, TensorRT {sidecar.tensorrt_version},"
+            f" {sidecar.gpu_name} sm_{sidecar.compute_capability.replace('.', '')},"
+            f" batch {sidecar.profile.min}/{sidecar.profile.opt}/{sidecar.profile.max})"
+        )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a checkpoint to ONNX with its model card (checks parity)")
+    p.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt)")
+    p.add_argument("--out", required=True, help="output folder, e.g. export/build/NAME")
+    p.add_argument("--recipe", default=None, help="export recipe: a name in export/ (x86-cpu) or a YAML path")
+    p.add_argument(
+        "--keep-ratio", type=float, default=None, help="aerial patch keep ratio (default: recipe, else checkpoint)"
+    )
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the recipe's, 17)")
+    p.add_argument("--parity-data", default=None, help="also check parity on images of this VIGOR-layout dataset")
+    p.add_argument("--parity-samples", type=int, default=4, help="images per parity batch")
+    p.add_argument("--seed", type=int, default=0, help="seed of the parity inputs")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("flops", help="GMACs (TransGeo's convention) and full GFLOPs of a model config")
+    p.add_argument("--config", required=True, help="a named model config (tiny, transgeo-cvusa, ...) or a YAML path")
+    p.add_argument("--keep-ratio", type=float, default=None, help="aerial keep ratio (default: the config's)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_flops)
+
+    p = sub.add_parser("compile", help="build TensorRT engines from an export on this GPU (needs tensorrt)")
+    p.add_argument("--model", required=True, type=Path, help="an export folder with model.yaml")
+    p.add_argument(
+        "--fp16", action=argparse.BooleanOptionalAction, default=None, help="FP16 (default: the card's precision)"
+    )
+    p.add_argument("--workspace", type=int, default=1024, help="builder workspace in MiB")
+    p.add_argument("--branch", nargs="+", default=["street", "aerial"], choices=["street", "aerial"])
+    p.set_defaults(func=_compile)

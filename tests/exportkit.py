@@ -1,0 +1,54 @@
+"""Small random-weight checkpoints and their exports, made once per test process (a few seconds each).
+
+Tests that change files must work on a copy (:func:`copy_export`), never on the cached export.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+SMALL = {"dim": 32, "depth": 3, "heads": 2, "descriptor_dim": 16, "prune_at": 1, "offset_hidden": 16}
+
+
+def small_config(keep_ratio: float = 0.64, street: tuple[int, int] = (16, 64), aerial: tuple[int, int] = (32, 32)):
+    from edge_geoloc.model import BranchConfig, load_model_config
+
+    cfg = load_model_config("tiny").with_(**SMALL, keep_ratio=keep_ratio)
+    return cfg.with_(street=BranchConfig(*street, 8), aerial=BranchConfig(*aerial, 8))
+
+
+def make_checkpoint(path: Path, cfg, seed: int = 0) -> Path:
+    import torch
+
+    from edge_geoloc.model.vit import CrossViewModel
+    from edge_geoloc.train.checkpoint import model_state, save_checkpoint
+
+    torch.manual_seed(seed)
+    save_checkpoint(path, {**model_state(cfg), "model": CrossViewModel(cfg).state_dict()})
+    return path
+
+
+@functools.cache
+def small_export(keep_ratio: float = 0.64, street: tuple[int, int] = (16, 64), seed: int = 0) -> Path:
+    """A checked export (street.onnx, aerial.onnx, offset.onnx, model.yaml, report.json) of a small model."""
+    from edge_geoloc.export.onnx_export import export_model
+
+    root = Path(tempfile.mkdtemp(prefix="edge-geoloc-export-"))
+    ckpt = make_checkpoint(root / "small.pt", small_config(keep_ratio, street), seed)
+    export_model(ckpt, root / "small", parity_samples=2)
+    return root / "small"
+
+
+def copy_export(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def panoramas(n: int, height: int = 32, width: int = 128, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, height, width, 3), dtype=np.uint8)

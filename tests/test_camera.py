@@ -155,3 +155,5 @@ def test_camera_outside_the_world_or_bad_pose_fails_clearly():
         PinholeCamera.from_fov(0, 64, 60.0)
     with pytest.raises(ValueError, match="tilt"):
         render_uav(world, CE, CN, 100.0, 0.0, tilt_deg=95.0)
+    with pytest.raises(ValueError, match="heading"):
+        render_uav(world, CE, CN, 100.0, float("inf"))

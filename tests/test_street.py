@@ -191,3 +191,17 @@ def test_views_outside_the_world_or_with_impossible_arguments_fail_clearly():
         render_panorama(world, CE, CN, 0.0, elevation_range_deg=(30.0, -30.0))
     with pytest.raises(ValueError, match="camera height"):
         render_panorama(world, CE, CN, 0.0, cam_height_m=0.0)
+    with pytest.raises(ValueError, match="heading"):
+        render_pinhole(world, CE, CN, float("nan"))
+    with pytest.raises(ValueError, match="zenith or nadir"):
+        render_pinhole(world, CE, CN, 0.0, fov_deg=360.0, width_px=256, height_px=128, pitch_deg=10.0)
+
+
+def test_full_sphere_panorama_reaches_sky_and_ground():
+    world = box_world([east_building(10.0, 30.0)], facade_rgb=[RED], window_spacing_m=0)
+    pano = render_panorama(world, CE, CN, 0.0, height_px=256, width_px=512, elevation_range_deg=(-90.0, 90.0),
+                           app=CLEAR).astype(int)  # fmt: skip
+    assert pano[0, :, 2].min() > 150  # zenith: sky all round
+    assert (pano[-1, :, 1] > pano[-1, :, 2]).all()  # nadir: the grass under the camera
+    rows = np.nonzero(reddish(pano)[:, 383])[0]
+    assert abs(rows.min() - expected_row(np.degrees(np.arctan(28.0 / 10.0)), 90.0, 180.0 / 256)) <= 1.0

@@ -157,6 +157,8 @@ def render_uav(
     """A UAV camera frame: nadir (tilt 0) or oblique, image up along the heading for nadir."""
     if not 0 <= tilt_deg < 90:
         raise ValueError(f"UAV camera tilt must be in [0, 90) degrees from nadir, got {tilt_deg}")
+    if not np.isfinite(heading_deg):
+        raise ValueError(f"UAV heading must be a finite number of degrees, got {heading_deg}")
     camera = PinholeCamera.from_fov(width_px, height_px, fov_deg)
     R, pos = uav_pose(east, north, altitude_m, heading_deg, tilt_deg)
     return render_camera(world, camera, R, pos, app, rng)

@@ -7,13 +7,16 @@ of a UAV frame) lie in one vertical plane, and one march along the ground resolv
 all of them at once (the "voxel space" method). Rays are grouped into azimuth bins no wider than
 the finest pixel; per bin we sample the height raster at distances ``d_k`` (fine near, coarse far,
 never coarser than a ray's footprint on the tops for a camera high above them), project each
-sample's top to ``tan(elevation) = (h_k - z_cam) / d_k`` and keep a running maximum: the rays it
-newly passes are the ones sample ``k`` covers. With the bin's rays sorted by elevation those are a
-contiguous run, found by one ``searchsorted`` for all bins and samples, and expanded with
-``np.repeat``. The march is shared, the hit is not: every ray gets its own exact hit (flat tops
+sample's top to ``tan(elevation) = (h_k - z_cam) / d_k`` and keep a running maximum (the bin's
+horizon): a ray is covered by the first sample whose horizon reaches its elevation. The horizons of
+all bins laid end to end are sorted, so one ``searchsorted`` of the (sorted) rays finds every ray's
+sample. The march is shared, the hit is not: every ray gets its own exact hit (flat tops
 analytically, walls at a distance refined by bisection and the building's footprint edge) along
 its own direction, so geometry is exact to well under a pixel even where the march is coarse, and
 pinhole and UAV frames need no resampling.
+
+Costs grow with bins x samples (the march) plus rays (the hits): a 512 x 128 panorama marches
+512 bins x ~190 samples; a nadir UAV frame needs a bin per pixel of its outer ring (~1100).
 
 Tree crowns are not height-field columns but analytic ellipsoids on trunks (a height field would
 draw them as green pillars down to the ground), composited with a depth test; their pixels are
@@ -31,12 +34,13 @@ from functools import lru_cache
 import numpy as np
 
 from edge_geoloc.world.appearance import AMBIENT, Appearance, seasonal_albedo
-from edge_geoloc.world.lighting import sun_shadow, top_colour, top_light
+from edge_geoloc.world.lighting import sun_shadow, surface_slope, top_colour, top_light
 from edge_geoloc.world.scene import Material, World
 
 WALL_JUMP_M = 0.3  # a rise steeper than this within one raster cell is a wall, not a slope
 MAX_ELEVATION_DEG = 89.9  # rays are kept within +-this so that tan(elevation) stays finite
 MAX_BINS = 8192
+VIEW_SHADOW_RES_M = 0.5  # cast shadows for street and UAV views: coarser than the rasters, interpolated near
 _BARK_RGB = np.array([0.30, 0.24, 0.19], np.float32)
 _CAR_GLASS_RGB = np.array([0.10, 0.12, 0.15], np.float32)
 
@@ -204,12 +208,13 @@ class Rays:
         """Columns at azimuth ``az_first + j * az_step``, rows at elevation ``el_top - i * el_step``
         (pixel centres); rays in column-major order from the bottom row up (the caster's order)."""
         el = el_top - el_step * np.arange(height - 1, -1, -1)
-        lim = np.radians(MAX_ELEVATION_DEG)
-        if np.max(np.abs(el)) > lim + 1e-9:
+        if np.max(np.abs(el)) > np.pi / 2 + 1e-9:
             raise ValueError(
-                f"view elevations must stay within +-{MAX_ELEVATION_DEG} degrees, this one spans "
-                f"{np.degrees(el[0]):.1f}..{np.degrees(el[-1]):.1f}"
+                f"an equirectangular view cannot look past the zenith or nadir: its rows span elevations "
+                f"{np.degrees(el[0]):.1f}..{np.degrees(el[-1]):.1f} degrees"
             )
+        lim = np.radians(MAX_ELEVATION_DEG)
+        el = np.clip(el, -lim, lim)  # the last tenth of a degree at the poles: sky or the ground below
         step = float(az_step)
         if abs(step * width - 2 * np.pi) < 1e-6:
             step = 2 * np.pi / width
@@ -303,6 +308,21 @@ def _sample(hp: np.ndarray, res: float, x: np.ndarray, y: np.ndarray) -> np.ndar
     return hp[r, c]
 
 
+def _sample_march(hp: np.ndarray, res: float, cx: float, cy: float, d: np.ndarray, sa: np.ndarray, ca: np.ndarray):
+    """Heights at distances ``d`` (K,) along bins (C,) from (cx, cy): the march's one big gather.
+
+    Works in padded pixel units; truncation towards zero is the floor for every point that can
+    hit the raster (a point left of or above the padding lands on it or is clamped to it)."""
+    hgt, wid = hp.shape
+    col = (d[:, None] * (sa / np.float32(res))[None, :] + np.float32(cx / res + 1.0)).astype(np.intp)
+    row = (d[:, None] * (-ca / np.float32(res))[None, :] + np.float32(-cy / res + 1.0)).astype(np.intp)
+    np.clip(col, 0, wid - 1, out=col)
+    np.clip(row, 0, hgt - 1, out=row)
+    row *= wid
+    row += col
+    return hp.ravel().take(row)
+
+
 def _cells(world: World, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Raster (row, col) of local points, clamped to the world."""
     r = np.clip(np.floor(-y / world.res_m).astype(np.intp), 0, world.shape[0] - 1)
@@ -379,7 +399,7 @@ def cast(
     effects, and each ray's horizontal hit distance (inf for sky), in the rays' order."""
     tab = tables(world)
     res = world.res_m
-    shadow_res = max(res, 0.5) if shadow_res_m is None else shadow_res_m
+    shadow_res = _shadow_res(world, shadow_res_m)
     cz = np.float32(cam_z)
     cx, cy = float(east - world.east_min), float(north - world.north_max)
 
@@ -412,7 +432,7 @@ def cast(
     d = march_distances(max_range_m, res, rays.el_step, dz, frac)
 
     # March: heights at every (distance, bin).
-    h = _sample(tab.height, res, cx + d[:, None] * sa, cy + d[:, None] * ca)
+    h = _sample_march(tab.height, res, cx, cy, d, sa, ca)
     h_prev = np.empty_like(h)
     h_prev[0] = _sample(tab.height, res, np.float32(cx), np.float32(cy))
     h_prev[1:] = h[:-1]
@@ -573,8 +593,12 @@ def _top_colour(
     bilinearly so that cells do not show as blocks. Ground under crowns lies in their shade;
     beyond the world's edge is plain ground."""
     r, c = _cells(world, x, y)
-    col = top_colour(world, app, r, c, shadow_res)
-    near = np.nonzero(footprint_m < world.res_m)[0]
+    col = np.empty((len(x), 3), np.float32)
+    magnified = footprint_m < world.res_m
+    far = np.nonzero(~magnified)[0]
+    near = np.nonzero(magnified)[0]
+    if len(far):
+        col[far] = top_colour(world, app, r[far], c[far], shadow_res)
     if len(near):
         xn, yn = x[near], y[near]
         smooth = _bilinear(world.albedo, xn / world.res_m, -yn / world.res_m)
@@ -933,3 +957,20 @@ def render_equirect(
     rays = Rays.equirect(az_first, az_step, width, el_top, el_step, height)
     rgb, _ = cast(world, app, east, north, cam_z, rays, max_range_m, frac=frac, haze_scale_m=haze_scale_m)
     return np.ascontiguousarray(rgb.reshape(width, height, 3)[:, ::-1].transpose(1, 0, 2))
+
+
+def prepare_views(
+    world: World, apps: tuple[Appearance, ...] | list[Appearance] = (), shadow_res_m: float | None = None
+) -> None:
+    """Build the caster's tables, the surface slopes and the street shadow rasters of ``apps``'
+    suns now (about a second for a 1 km world), e.g. in a parent process before forking view
+    workers, which then share them. The shadow cache keeps a few suns only
+    (:data:`edge_geoloc.world.lighting._MAX_CACHED_SHADOWS`): render views grouped by sun."""
+    tables(world)
+    surface_slope(world)
+    for app in apps:
+        sun_shadow(world, app, _shadow_res(world, shadow_res_m))
+
+
+def _shadow_res(world: World, shadow_res_m: float | None) -> float:
+    return max(world.res_m, VIEW_SHADOW_RES_M) if shadow_res_m is None else float(shadow_res_m)

@@ -29,11 +29,22 @@ def _march_frac(col_step_rad: float) -> float:
     return float(np.clip(2.0 * col_step_rad, 0.005, 0.03))
 
 
-def _check_view(world: World, east: float, north: float, width_px: int, height_px: int, cam_height_m: float, what: str):
+def _check_view(
+    world: World,
+    east: float,
+    north: float,
+    heading_deg: float,
+    width_px: int,
+    height_px: int,
+    cam_height_m: float,
+    what: str,
+) -> None:
     if int(width_px) != width_px or int(height_px) != height_px or width_px <= 0 or height_px <= 0:
         raise ValueError(f"{what} size must be positive integers, got {width_px}x{height_px}")
     if not np.isfinite(cam_height_m) or cam_height_m <= 0:
         raise ValueError(f"{what} camera height must be positive metres above the ground, got {cam_height_m}")
+    if not np.isfinite(heading_deg):
+        raise ValueError(f"{what} heading must be a finite number of degrees, got {heading_deg}")
     world.require_inside(east, north, what)
 
 
@@ -83,7 +94,7 @@ def render_panorama(
     max_range_m: float = STREET_MAX_RANGE_M,
 ) -> np.ndarray:
     """uint8 RGB (H, W, 3) 360 degree equirectangular street panorama at (east, north)."""
-    _check_view(world, east, north, width_px, height_px, cam_height_m, "street panorama")
+    _check_view(world, east, north, heading_deg, width_px, height_px, cam_height_m, "street panorama")
     lo, hi = (float(v) for v in elevation_range_deg)
     if not -90.0 <= lo < hi <= 90.0:
         raise ValueError(
@@ -134,7 +145,7 @@ def render_pinhole(
     ``heading + (c + 0.5 - W / 2) * fov / W`` and rows share that angular pitch, centred on
     ``pitch_deg``; at 360 degrees it equals :func:`render_panorama` with that vertical range.
     """
-    _check_view(world, east, north, width_px, height_px, cam_height_m, "pinhole camera")
+    _check_view(world, east, north, heading_deg, width_px, height_px, cam_height_m, "pinhole camera")
     if not 0 < fov_deg <= 360:
         raise ValueError(f"fov_deg must be in (0, 360], got {fov_deg}")
     if not -90 < pitch_deg < 90:
@@ -142,6 +153,12 @@ def render_pinhole(
     app = app or Appearance()
     if fov_deg >= WIDE_FOV_DEG:
         step = np.radians(fov_deg) / width_px
+        half_v = np.degrees(step * height_px / 2)
+        if abs(pitch_deg) + half_v > 90.0:
+            raise ValueError(
+                f"a {fov_deg:g} degree equirectangular crop of {width_px}x{height_px} px spans +-{half_v:.1f} degrees "
+                f"vertically; with pitch {pitch_deg:g} it would look past the zenith or nadir"
+            )
         rgb = _equirect(
             world,
             east,

@@ -106,6 +106,27 @@ def test_sky_above_ground_below_and_sun_side_walls_brighter():
     assert east_wall > 1.5 * west_wall
 
 
+def test_cast_shadow_climbs_a_sunlit_wall_to_the_height_the_sun_clears():
+    # Sun due south at 30 deg; a 10 m block 10 m south of a tall building shades its south wall
+    # below 10 - 10 tan(30) = 4.2 m. The camera stands east of the gap and looks at that wall.
+    app = Appearance(haze=0.0, sun_azimuth_deg=180.0, sun_elevation_deg=30.0)
+    tall = (0.0, 18.0, 20.0, 10.0, 25.0)  # south face at north = 13
+    low = (0.0, 0.0, 20.0, 6.0, 10.0)  # north face at north = 3
+    east, north = CE + 25.0, CN + 8.0
+    az = np.degrees(np.arctan2(-20.0, 5.0)) % 360  # the wall point at east offset 5
+    dist = np.hypot(20.0, 5.0)
+    col = round(az * 512 / 360 + 255.5) % 512  # heading 0
+
+    def brightness(world, z):
+        pano = render_panorama(world, east, north, 0.0, app=app).astype(int)
+        return pano[round(expected_row(np.degrees(np.arctan((z - 2.0) / dist)))), col, 0]
+
+    shaded = box_world([tall, low], facade_rgb=[RED, BLUE], window_spacing_m=0)
+    open_world = box_world([tall], facade_rgb=[RED], window_spacing_m=0)
+    assert brightness(shaded, 8.0) > 2 * brightness(shaded, 1.5)  # lit above 4.2 m, shaded below
+    assert brightness(open_world, 1.5) == pytest.approx(brightness(shaded, 8.0), abs=3)
+
+
 def test_tree_crown_on_a_trunk_occludes_what_is_behind_it():
     dist, radius, height = 20.0, 3.0, 10.0
     world = box_world([east_building(40.0, 20.0)], facade_rgb=[RED], window_spacing_m=0,

@@ -711,6 +711,34 @@ def _refine_walls(
     }
 
 
+def _wall_shadow_top(world: World, tab: _Tables, app: Appearance, wall: dict[str, np.ndarray]) -> np.ndarray:
+    """Per wall hit: the height below which the wall lies in a cast shadow (the highest sun ray
+    that something between the wall and the sun blocks); -inf for walls facing away from the sun.
+
+    Marches from just in front of the wall towards the sun in growing steps (the sweep of
+    :func:`edge_geoloc.world.lighting.cast_shadow` serves the ground, not vertical faces)."""
+    out = np.full(len(wall["d"]), -np.inf, np.float32)
+    el = np.radians(app.sun_elevation_deg)
+    if el >= np.radians(89.9):
+        return out
+    sun = app.sun_vector()
+    sh = np.hypot(sun[0], sun[1])
+    sx, sy = sun[0] / sh, sun[1] / sh
+    sel = np.nonzero(wall["nx"] * sx + wall["ny"] * sy > 0)[0]
+    if not len(sel):
+        return out
+    reach = min(400.0, (tab.hmax + 1.0) / np.tan(el))  # nothing further can shade a wall
+    t = 0.5 * 1.12 ** np.arange(int(np.ceil(np.log(max(reach, 0.6) / 0.5) / np.log(1.12))) + 1)
+    x0 = wall["x"][sel] + 0.3 * wall["nx"][sel]
+    y0 = wall["y"][sel] + 0.3 * wall["ny"][sel]
+    x, y = x0[:, None] + t * sx, y0[:, None] + t * sy
+    r, c = _cells(world, x, y)
+    inside = (x >= 0) & (y <= 0) & (x < world.shape[1] * world.res_m) & (y > -world.shape[0] * world.res_m)
+    h = np.where(inside, world.height[r, c], np.float32(0.0))  # trees shade walls too
+    out[sel] = np.max(h - (t * np.tan(el)).astype(np.float32), axis=1)
+    return out
+
+
 def _wall_colour(
     world: World,
     app: Appearance,
@@ -729,9 +757,11 @@ def _wall_colour(
     through the wall's normal; other rises (cars, hedges) take their top's colour."""
     sun = app.sun_vector()
     nx, ny = wall["nx"][widx], wall["ny"][widx]
-    wx, wy = wall["x"][widx], wall["y"][widx]
-    lit = _shadow_at(world, app, shadow_res, wx + 0.4 * nx, wy + 0.4 * ny)
-    light = AMBIENT * 0.85 + (1 - AMBIENT) * np.clip(nx * sun[0] + ny * sun[1], 0, None) / max(float(sun[2]), 0.2) * lit
+    facing = np.clip(nx * sun[0] + ny * sun[1], 0, None)
+    if "shadow_top" not in wall:
+        wall["shadow_top"] = _wall_shadow_top(world, tab, app, wall)
+    lit = np.clip((z - wall["shadow_top"][widx]) / 0.3 + 1.0, 0.0, 1.0)
+    light = AMBIENT * 0.85 + (1 - AMBIENT) * facing / max(float(sun[2]), 0.2) * lit
     light = np.minimum(light, 1.5)[:, None]
     bld = wall["bld"][widx]
     is_bld = bld > 0

@@ -83,7 +83,10 @@ def check_engine(
         raise EngineError(f"{engine}: no TensorRT engine; {hint}")
     if not side.exists():
         raise EngineError(f"{engine}: no sidecar {side.name}, so nothing says what it was built for; {hint}")
-    sidecar = read_sidecar(side)
+    try:
+        sidecar = read_sidecar(side)
+    except EngineError as err:
+        raise EngineError(f"{err}; {hint}") from None
     problems = []
     digest = sha256_of(engine)
     if digest != sidecar.engine_sha256:

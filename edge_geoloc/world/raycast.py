@@ -541,6 +541,8 @@ def cast(
         ca,
         rgb,
         depth,
+        d,
+        horizon,
         max_range_m,
         shadow_res,
     )
@@ -805,6 +807,12 @@ def _wall_colour(
     return out * light
 
 
+def _horizon_before(d: np.ndarray, horizon: np.ndarray, bins: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """The height-field horizon (tan) of each bin from the samples nearer than ``dist``."""
+    k = np.searchsorted(d, dist, side="left") - 1
+    return np.where(k >= 0, horizon[np.maximum(k, 0), bins], -np.inf).astype(np.float32)
+
+
 def _composite_trees(
     world: World,
     app: Appearance,
@@ -822,10 +830,15 @@ def _composite_trees(
     ca: np.ndarray,
     rgb: np.ndarray,
     depth: np.ndarray,
+    d: np.ndarray,
+    horizon: np.ndarray,
     max_range_m: float,
     shadow_res: float,
 ) -> None:
-    """Draw ellipsoid crowns on trunks into ``rgb`` (sorted rays) where nearer than ``depth``."""
+    """Draw ellipsoid crowns on trunks into ``rgb`` (sorted rays) where nearer than ``depth``.
+
+    The bins' height-field horizons (``horizon`` at march distances ``d``) cull what nearer tops
+    already hide: rays no higher than the horizon in front of a crown never reach it."""
     if len(tab.tree_r) == 0:
         return
     n_bins = rays.n_bins
@@ -871,9 +884,10 @@ def _composite_trees(
     den = np.where(outside, t0 * t0 - a * a, 1.0)
     disc = np.sqrt(np.maximum(t0 * t0 * b * b + a * a * z_rel * z_rel - a * a * b * b, 0.0))
     pad = 2.0 * rays.el_step * (1.0 + ((t0 * z_rel) / den) ** 2)
-    m_lo = (t0 * z_rel - disc) / den - pad
+    hidden_below = _horizon_before(d, horizon, jj, t0 - a)
+    m_lo = np.maximum((t0 * z_rel - disc) / den - pad, hidden_below)
     m_hi = (t0 * z_rel + disc) / den + pad
-    i0 = np.where(outside, np.searchsorted(key, _bin_key(jj, m_lo), side="left"), bin_start[jj])
+    i0 = np.where(outside, np.searchsorted(key, _bin_key(jj, m_lo), side="right"), bin_start[jj])
     i1 = np.where(outside, np.searchsorted(key, _bin_key(jj, m_hi), side="right"), bin_start[jj + 1])
     n_px = np.where(crown, np.maximum(i1 - i0, 0), 0)
     pair, ray = _run_indices(i0, n_px)
@@ -927,7 +941,8 @@ def _composite_trees(
     trunk = (np.abs(lat) < trunk_r + 0.5 * rays.step * t0) & (t0 > trunk_r)
     t_tr = t0 - np.sqrt(np.maximum(trunk_r * trunk_r - lat * lat, 0.0))
     safe_t = np.maximum(t_tr, 1e-3)
-    k0 = np.searchsorted(key, _bin_key(jj, -np.float32(cam_z) / safe_t), side="left")
+    m_bot = np.maximum(-np.float32(cam_z) / safe_t, _horizon_before(d, horizon, jj, t_tr) + 1e-7)
+    k0 = np.searchsorted(key, _bin_key(jj, m_bot), side="left")
     k1 = np.searchsorted(key, _bin_key(jj, (zc - 0.6 * rz - np.float32(cam_z)) / safe_t), side="right")
     tpair, tray = _run_indices(k0, np.where(trunk, np.maximum(k1 - k0, 0), 0))
     own_lat = rx[tpair] * cos_s[tray] - ry[tpair] * sin_s[tray]

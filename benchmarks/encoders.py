@@ -1,0 +1,295 @@
+"""Encoder latency, throughput and memory: torch eager vs ONNX Runtime, side by side in one run.
+
+Per model, branch and batch size: latency p50/p99, images per second, peak resident memory
+added by the run, the counted FLOPs (full convention: every matmul and conv, attention
+included, a multiply-add = 2 FLOPs), the achieved GFLOP/s and its fraction of this machine's
+peak, measured in the same run as the best of a few large float32 matmuls on the same threads.
+The ONNX Runtime rows go through the device-side encoder (``OrtEncoder``: the exported graph,
+explicit thread settings), the torch rows through the very module that was exported.
+
+Models: the demo model (``models/demo``) when it exists, else random ``tiny`` weights (said so
+in the table); ``transgeo-cvusa`` (street, aerial, aerial pruned at keep 0.64) and
+``transgeo-vigor`` street, random weights. ``--quick`` (what ``make test`` runs) times only the
+small model at small batches and finishes well under a minute.
+
+    python benchmarks/encoders.py [--quick] [--json PATH] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "encoders.json"
+DEMO_DIR = ROOT / "models" / "demo"
+
+
+@dataclass(frozen=True)
+class Case:
+    label: str  # what the table calls the model
+    config: str
+    weights: str  # "demo" or "random"
+    branch: str
+    keep_ratio: float | None
+    batches: tuple[int, ...]
+    iterations: dict[int, int]  # timed runs per batch size
+
+
+def rss_peak_reset() -> int:
+    """Reset the kernel's peak-RSS mark to the current RSS (Linux); returns the current RSS in bytes."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    return _status_kb("VmRSS") * 1024
+
+
+def rss_peak() -> int:
+    return _status_kb("VmHWM") * 1024
+
+
+def _status_kb(key: str) -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def matmul_peak_gflops(threads: int, n: int, repeats: int = 3) -> float:
+    """The machine's float32 matmul rate on ``threads`` threads: best of a few n x n products."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def find_demo() -> tuple[Path | None, str]:
+    """An export folder or a checkpoint of the demo model, or None with the reason."""
+    if (DEMO_DIR / "model.yaml").exists():
+        return DEMO_DIR, "models/demo (export)"
+    ckpts = sorted(DEMO_DIR.glob("*.pt")) if DEMO_DIR.exists() else []
+    if ckpts:
+        return ckpts[0], f"models/demo/{ckpts[0].name}"
+    return None, "models/demo does not exist yet: random tiny weights stand in for the demo model"
+
+
+def prepare(case: Case, work: Path, demo: Path | None) -> tuple[Path, object]:
+    """An export folder for the case and the torch module that was exported (the eager baseline)."""
+    import torch
+
+    from edge_geoloc.export.graphs import encoder_graph
+    from edge_geoloc.export.onnx_export import export_model
+    from edge_geoloc.model.config import load_model_config
+    from edge_geoloc.model.vit import CrossViewModel
+    from edge_geoloc.runtime.card import load_card
+    from edge_geoloc.train.checkpoint import load_model, model_state, save_checkpoint
+
+    keep_tag = "" if case.keep_ratio is None else f"-keep{case.keep_ratio:g}"
+    out = work / f"{case.label}{keep_tag}"
+    if case.weights == "demo" and demo is not None and demo.is_dir():
+        model, _ = load_model(load_card(demo).checkpoint)
+        return demo, encoder_graph(model, case.branch, load_card(demo).aerial.keep_ratio)
+    if case.weights == "demo" and demo is not None:
+        ckpt = demo
+    else:
+        ckpt = work / f"{case.config}.pt"
+        if not ckpt.exists():
+            torch.manual_seed(0)
+            cfg = load_model_config(case.config)
+            save_checkpoint(ckpt, {**model_state(cfg), "model": CrossViewModel(cfg).state_dict()})
+    if not (out / "model.yaml").exists():
+        export_model(ckpt, out, keep_ratio=case.keep_ratio, parity_samples=1)
+    model, _ = load_model(ckpt)
+    return out, encoder_graph(model, case.branch, load_card(out).aerial.keep_ratio)
+
+
+def time_runs(fn, batch: np.ndarray, iterations: int) -> list[float]:
+    fn(batch)  # warm-up (allocations, ORT's first-run optimizations)
+    times = []
+    for _ in range(iterations):
+        t = time.perf_counter()
+        fn(batch)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def bench_case(case: Case, work: Path, demo: Path | None, threads: int, peak: float) -> list[dict]:
+    import torch
+
+    from edge_geoloc.export.flops import branch_flops
+    from edge_geoloc.model.config import load_model_config
+    from edge_geoloc.runtime.encoder import OrtEncoder
+
+    model_dir, graph = prepare(case, work, demo)
+    encoder = OrtEncoder(model_dir, case.branch, intra_op_threads=threads, inter_op_threads=1)
+    card = encoder.card
+    keep = card.aerial.keep_ratio
+    flops = branch_flops(load_model_config(card.config), case.branch, keep)
+    torch.set_num_threads(threads)
+
+    def run_torch(x: np.ndarray) -> None:
+        with torch.no_grad():
+            graph(torch.from_numpy(x))
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for n in case.batches:
+        x = rng.standard_normal((n, *encoder.input_shape)).astype(np.float32)
+        encoder.max_batch = max(encoder.max_batch, n)  # time one engine call per batch, as a profile would allow
+        pair = {}
+        for backend, fn in (("torch-eager", run_torch), ("onnxruntime", encoder.run)):
+            base = rss_peak_reset()
+            times = np.array(time_runs(fn, x, case.iterations[n]))
+            mem = max(0, rss_peak() - base) / 2**20
+            p50 = float(np.percentile(times, 50))
+            achieved = flops.gflops_full * n / p50
+            row = {
+                "model": case.label,
+                "config": card.config,
+                "weights": case.weights,
+                "branch": case.branch,
+                "input_hw": [card.branch(case.branch).height, card.branch(case.branch).width],
+                "keep_ratio": keep if case.branch == "aerial" else None,
+                "backend": backend,
+                "batch": n,
+                "threads": threads,
+                "iterations": int(case.iterations[n]),
+                "p50_ms": 1e3 * p50,
+                "p99_ms": 1e3 * float(np.percentile(times, 99)),
+                "images_per_s": n / p50,
+                "peak_mem_mb": mem,
+                "gflops_full_per_image": flops.gflops_full,
+                "gmacs_paper_per_image": flops.gmacs_paper,
+                "achieved_gflops": achieved,
+                "machine_peak_gflops": peak,
+                "fraction_of_peak": achieved / peak,
+            }
+            pair[backend] = row
+            rows.append(row)
+        pair["onnxruntime"]["speedup_vs_torch"] = pair["torch-eager"]["p50_ms"] / pair["onnxruntime"]["p50_ms"]
+    return rows
+
+
+def cases(quick: bool, demo_label: str) -> list[Case]:
+    small = "demo" if demo_label == "demo" else "tiny"
+    weights = "demo" if demo_label == "demo" else "random"
+    if quick:
+        it = {1: 5, 8: 3}
+        return [
+            Case(small, "tiny", weights, "street", None, (1, 8), it),
+            Case(small, "tiny", weights, "aerial", None, (1, 8), it),
+        ]
+    small_it = {1: 30, 32: 8}
+    big_it = {1: 8, 32: 3}
+    return [
+        Case(small, "tiny", weights, "street", None, (1, 32), small_it),
+        Case(small, "tiny", weights, "aerial", None, (1, 32), small_it),
+        Case("transgeo-cvusa", "transgeo-cvusa", "random", "street", None, (1, 32), big_it),
+        Case("transgeo-cvusa", "transgeo-cvusa", "random", "aerial", None, (1, 32), big_it),
+        Case("transgeo-cvusa", "transgeo-cvusa", "random", "aerial", 0.64, (1, 32), big_it),
+        Case("transgeo-vigor", "transgeo-vigor", "random", "street", None, (1,), {1: 5}),
+    ]
+
+
+def format_table(rows: list[dict], peak: float, threads: int, notes: list[str]) -> str:
+    lines = [f"encoders on {threads} threads; machine peak (float32 matmul, same run): {peak:.1f} GFLOP/s"]
+    lines += [f"  note: {note}" for note in notes]
+    head = (
+        f"{'model':<15} {'branch':<7} {'keep':>5} {'backend':<12} {'batch':>5} {'p50 ms':>9} {'p99 ms':>9}"
+        f" {'img/s':>8} {'mem MB':>7} {'GFLOP/img':>9} {'GFLOP/s':>8} {'of peak':>7} {'ORT x':>6}"
+    )
+    lines += [head, "-" * len(head)]
+    for r in rows:
+        keep = f"{r['keep_ratio']:g}" if r["keep_ratio"] is not None else "-"
+        speed = f"{r['speedup_vs_torch']:.2f}" if "speedup_vs_torch" in r else ""
+        lines.append(
+            f"{r['model']:<15} {r['branch']:<7} {keep:>5} {r['backend']:<12} {r['batch']:>5} {r['p50_ms']:>9.2f}"
+            f" {r['p99_ms']:>9.2f} {r['images_per_s']:>8.1f} {r['peak_mem_mb']:>7.0f} {r['gflops_full_per_image']:>9.3f}"
+            f" {r['achieved_gflops']:>8.1f} {100 * r['fraction_of_peak']:>6.1f}% {speed:>6}"
+        )
+    lines.append(
+        "GFLOP/img: full convention (matmuls + convs incl. attention, multiply-add = 2); mem MB: peak RSS added"
+        " by the timed runs; ORT x: torch p50 / ONNX Runtime p50 (>1: ONNX Runtime faster)."
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small model and batches only (< 1 minute)")
+    parser.add_argument(
+        "--json", type=Path, default=None, help=f"write rows here (default {RESULTS.relative_to(ROOT)})"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads for both torch and ONNX Runtime")
+    args = parser.parse_args(argv)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("torch is not installed: the torch-eager baseline needs the train extra; nothing to compare")
+        return 0
+    t0 = time.perf_counter()
+    demo, demo_note = find_demo()
+    demo_label = "demo" if demo is not None else "tiny"
+    notes = [demo_note]
+    peak = matmul_peak_gflops(args.threads, 1024 if args.quick else 2048)
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="edge-geoloc-bench-") as tmp:
+        for case in cases(args.quick, demo_label):
+            rows.extend(bench_case(case, Path(tmp), demo, args.threads, peak))
+            print(
+                f"  done {case.label} {case.branch} keep={case.keep_ratio} ({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
+    peak_after = matmul_peak_gflops(args.threads, 1024 if args.quick else 2048)
+    notes.append(
+        f"matmul peak before/after the run: {peak:.1f} / {peak_after:.1f} GFLOP/s (shared machine: load varies)"
+    )
+    small_fps = [r for r in rows if r["model"] == demo_label and r["branch"] == "street" and r["batch"] == 1]
+    for r in small_fps:
+        notes.append(
+            f"{demo_label} street branch, batch 1, {args.threads} threads, {r['backend']}: {r['images_per_s']:.0f} frames/s"
+        )
+    table = format_table(rows, peak, args.threads, notes)
+    print("\n" + table)
+    out = args.json or RESULTS
+    if args.json is None and not args.quick:  # the committed, human-readable copy of a full run
+        RESULTS.with_suffix(".md").write_text(f"# Encoder benchmark (benchmarks/encoders.py)\n\n```\n{table}\n```\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "_meta": True,
+        "machine": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "threads": args.threads,
+        "python": sys.version.split()[0],
+        "notes": notes,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    out.write_text(json.dumps([meta, *rows], indent=1))
+    print(f"wrote {out} ({len(rows)} rows, {time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

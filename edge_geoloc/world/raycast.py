@@ -519,7 +519,7 @@ def cast(
         )
 
     n = len(tan_s)
-    rgb = np.empty((n, 3), np.float32)
+    rgb = np.zeros((n, 3), np.float32)
     depth = np.full(n, np.inf, np.float32)
     rgb[ray] = colour
     depth[ray] = depth_r
@@ -591,12 +591,12 @@ def _top_colour(
     shadow_res: float,
 ) -> np.ndarray:
     """Lit top-surface colour at local points (lighting.top_colour); where a ray's footprint is
-    smaller than a raster cell (the road at the camera's feet) the albedo is interpolated
+    well under a raster cell (the road at the camera's feet) the albedo is interpolated
     bilinearly so that cells do not show as blocks. Ground under crowns lies in their shade;
     beyond the world's edge is plain ground."""
     r, c = _cells(world, x, y)
     col = np.empty((len(x), 3), np.float32)
-    magnified = footprint_m < world.res_m
+    magnified = footprint_m < 0.6 * world.res_m  # cells larger than ~2 pixels would show as blocks
     far = np.nonzero(~magnified)[0]
     near = np.nonzero(magnified)[0]
     if len(far):

@@ -19,6 +19,7 @@ from edge_geoloc.data.vigor import (
     delta_unit_deg,
     label_deltas,
     label_lines,
+    labels_from_names,
     metadata_path,
     open_protocol,
     pano_filename,
@@ -96,7 +97,7 @@ def write_town(root: Path, n_pano: int = 12, with_meta: bool = True) -> dict:
     plat, plon = crs.to_latlon(pe, pn)
     pano_names = [pano_filename(f"p{i:03d}", a, b) for i, (a, b) in enumerate(zip(plat, plon))]
     cover, offsets, iou = tiling.covering(pe, pn)
-    lines = label_lines(pano_names, sat_names, cover, TILE_M / 640)
+    lines = label_lines(pano_names, sat_names, cover, labels_from_names(pano_names, sat_names, cover, TILE_M / 640))
     test = np.arange(n_pano) % 3 == 0
     (root / "Town" / "satellite").mkdir(parents=True)
     (root / "Town" / "panorama").mkdir(parents=True)
@@ -271,7 +272,8 @@ def test_reads_the_real_download_layout(tmp_path):
             cv2.imwrite(str(tmp_path / city / "satellite" / s), np.full((640, 640, 3), 90 + ci, np.uint8))
         cv2.imwrite(str(tmp_path / city / "panorama" / pano), np.full((1024, 2048, 3), 30 * ci, np.uint8))
         cover = np.array([[0, 1, 2, 3]])
-        write_city_splits(tmp_path, city, sats, label_lines([pano], sats, cover, 0.114), np.array([False]))
+        lines = label_lines([pano], sats, cover, labels_from_names([pano], sats, cover, 0.114))
+        write_city_splits(tmp_path, city, sats, lines, np.array([False]))
     ds = VigorDataset(tmp_path, split="cross_area")
     assert ds.cities == ["NewYork", "Seattle", "SanFrancisco", "Chicago"] and ds.meta is None
     assert ds.label_gsd_m == 0.114 and ds.tile_m == pytest.approx(72.96) and ds.aerial_gsd_m == pytest.approx(0.114)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import yaml
 from tqdm import tqdm
@@ -44,17 +45,20 @@ from edge_geoloc import __version__
 from edge_geoloc.config import ConfigError, check, from_mapping, read_yaml, to_mapping
 from edge_geoloc.data.sample import write_rgb
 from edge_geoloc.data.vigor import (
+    VIGOR_HALF_PX,
     VIGOR_SAT_PX,
     CityMeta,
     PanoramaMeta,
     VigorMeta,
+    delta_to_pixel,
     label_lines,
+    labels_from_names,
     pano_filename,
     satellite_filename,
     write_city_splits,
     write_metadata,
 )
-from edge_geoloc.geo import Tiling
+from edge_geoloc.geo import MapCRS, Tiling
 from edge_geoloc.world.appearance import Appearance
 from edge_geoloc.world.region import Region
 from edge_geoloc.world.scene import Material, World
@@ -250,6 +254,28 @@ def sample_positions(
     )
 
 
+def label_pixel_error(
+    crs: MapCRS, tile_en: np.ndarray, pano_en: np.ndarray, deltas_px: np.ndarray, tile_m: float
+) -> np.ndarray:
+    """Distance (pixels of the 640-px convention) between each label's pixel ``(320 + dy, 320 - dx)`` and
+    where the panorama really is in its tile, a tile rendered true-north-up (rotated by the convergence
+    at its centre, as ``render_aerial`` does) with ``tile_m / 640`` grid metres a pixel.
+
+    ``tile_en`` (..., 2) tile centres, ``pano_en`` (N, 2), ``deltas_px`` (..., 2). What remains is VIGOR's
+    sphere against the ellipsoid and the grid's scale factor: about 0.25 % of the offset at mid latitudes.
+    """
+    tile_en = np.asarray(tile_en, dtype=np.float64)
+    pano = np.asarray(pano_en, dtype=np.float64).reshape(len(pano_en), *([1] * (tile_en.ndim - 2)), 2)
+    gamma = np.radians(crs.convergence_deg(*crs.to_latlon(tile_en[..., 0], tile_en[..., 1])))
+    d = pano - tile_en
+    right = d[..., 0] * np.cos(gamma) + d[..., 1] * np.sin(gamma)
+    up = -d[..., 0] * np.sin(gamma) + d[..., 1] * np.cos(gamma)
+    scale = VIGOR_SAT_PX / tile_m
+    true_px = np.stack([VIGOR_HALF_PX - up * scale, VIGOR_HALF_PX + right * scale], axis=-1)
+    err = true_px - delta_to_pixel(deltas_px, VIGOR_SAT_PX)
+    return np.hypot(err[..., 0], err[..., 1])
+
+
 @dataclass
 class CityPlan:
     """Everything about one city's files except the pixels: names, positions, headings, labels, split."""
@@ -265,6 +291,7 @@ class CityPlan:
     pano_heading_grid: np.ndarray  # (N,) grid heading that puts true north at the centre column
     label_lines: list[str]
     same_area_test: np.ndarray  # (N,) bool
+    label_error_px: float  # see label_pixel_error
 
 
 def plan_city(world: World, cfg: SynthConfig) -> CityPlan:
@@ -289,7 +316,10 @@ def plan_city(world: World, cfg: SynthConfig) -> CityPlan:
     pano_names = [pano_filename(f"{i:06d}", la, lo) for i, (la, lo) in enumerate(zip(lat, lon))]
 
     cover, _, _ = tiling.covering(pos[:, 0], pos[:, 1])
-    lines = label_lines(pano_names, sat_names, cover, cfg.tile_m / VIGOR_SAT_PX)
+    sat_en = np.stack([sat_e, sat_n], axis=1)
+    deltas = labels_from_names(pano_names, sat_names, cover, cfg.tile_m / VIGOR_SAT_PX)
+    lines = label_lines(pano_names, sat_names, cover, deltas)
+    label_error = label_pixel_error(world.crs, sat_en[cover], pos, deltas, cfg.tile_m)
 
     n = len(pano_names)
     n_test = min(n - 1, max(1, round(n * cfg.same_area_test_fraction))) if n > 1 else 0
@@ -301,12 +331,13 @@ def plan_city(world: World, cfg: SynthConfig) -> CityPlan:
         crs=world.crs.to_string(),
         tiling=tiling,
         sat_names=sat_names,
-        sat_en=np.stack([sat_e, sat_n], axis=1),
+        sat_en=sat_en,
         pano_names=pano_names,
         pano_en=pos,
         pano_heading_grid=heading_grid,
         label_lines=lines,
         same_area_test=test,
+        label_error_px=float(label_error.max()),
     )
 
 
@@ -369,30 +400,58 @@ def _render(task: tuple[int, int, int]) -> int:
 
 
 def _worker_init() -> None:
-    import cv2
-
     cv2.setNumThreads(1)  # one process per core already
 
 
+def _street_sun(cfg: SynthConfig, plan: CityPlan, i: int) -> tuple[float, float]:
+    """The sun of panorama i's appearance (the first draw of its generator, as in :func:`_render`)."""
+    app = Appearance.sample(image_rng(cfg.seed, plan.name, _PANORAMA, i), "street")
+    return app.sun_azimuth_deg, app.sun_elevation_deg
+
+
+def _schedule(job: _Job, tasks: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """Tasks in an order that reuses the renderers' caches: by city, panoramas grouped by sun position
+    (each new sun costs a cast-shadow pass over the whole world). Order changes no pixel."""
+
+    def key(task: tuple[int, int, int]) -> tuple:
+        ci, purpose, i = task
+        sun = _street_sun(job.cfg, job.plans[ci], i) if purpose == _PANORAMA else (0.0, 0.0)
+        return (ci, purpose, sun, i)
+
+    return sorted(tasks, key=key)
+
+
 def _run_tasks(tasks: list[tuple[int, int, int]], workers: int, desc: str, progress: bool) -> float:
-    """Render ``tasks``; the first in the parent so the world caches it fills are inherited by the workers."""
+    """Render ``tasks``; the first of each city in the parent, so that workers inherit the world caches it fills."""
     if not tasks:
         return 0.0
     start = time.perf_counter()
-    with tqdm(total=len(tasks), desc=desc, unit="img", disable=not progress, dynamic_ncols=True) as bar:
-        _render(tasks[0])
-        bar.update()
-        rest = tasks[1:]
-        if workers <= 1 or len(rest) < 2:
+    first: dict[int, tuple[int, int, int]] = {}
+    for task in tasks:
+        first.setdefault(task[0], task)
+    for task in first.values():
+        _render(task)
+    warmed = set(first.values())
+    rest = [task for task in tasks if task not in warmed]
+    bar = dict(total=len(tasks), initial=len(warmed), desc=desc, unit="img", disable=not progress, dynamic_ncols=True)
+    if workers <= 1 or len(rest) < 2:
+        with tqdm(**bar) as pbar:
             for task in rest:
                 _render(task)
-                bar.update()
-        else:
-            n = min(workers, len(rest))
-            chunk = max(1, min(16, len(rest) // (n * 8)))
-            with mp.get_context("fork").Pool(n, initializer=_worker_init) as pool:
-                for _ in pool.imap_unordered(_render, rest, chunksize=chunk):
-                    bar.update()
+                pbar.update()
+        return time.perf_counter() - start
+    # Fork with no OpenCV worker thread alive: a child that inherits the pool's mutex held by a thread
+    # mid-task blocks on it forever (seen here as workers hung at 0 s of CPU).
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        n = min(workers, len(rest))
+        chunk = max(1, min(16, len(rest) // (n * 8)))
+        with mp.get_context("fork").Pool(n, initializer=_worker_init) as pool, tqdm(**bar) as pbar:
+            for _ in pool.imap_unordered(_render, rest, chunksize=chunk):
+                pbar.update()
+    finally:
+        cv2.setNumThreads(threads)
     return time.perf_counter() - start
 
 
@@ -420,7 +479,7 @@ class SynthReport:
         skipped = self.panoramas + self.satellites - self.rendered_panoramas - self.rendered_satellites
         return (
             f"wrote {self.out}: {len(self.cities)} cities, {self.panoramas} panoramas, {self.satellites} satellite "
-            f"tiles ({skipped} already there) in {self.total_s:.1f} s with {self.workers} workers: worlds "
+            f"tiles ({skipped} already there) in {self.total_s:.1f} s with {self.workers} worker(s): worlds "
             f"{self.world_s:.1f} s, tiles {rate(self.rendered_satellites, self.satellite_s)}, "
             f"panoramas {rate(self.rendered_panoramas, self.panorama_s)}"
         )
@@ -506,7 +565,7 @@ def synthesize(
         sat_tasks = [(ci, _SATELLITE, i) for ci, p in enumerate(plans) for i in range(len(p.sat_names))]
         pano_tasks = [(ci, _PANORAMA, i) for ci, p in enumerate(plans) for i in range(len(p.pano_names))]
         sat_todo = [task for task in sat_tasks if not _task_path(_JOB, task).exists()]
-        pano_todo = [task for task in pano_tasks if not _task_path(_JOB, task).exists()]
+        pano_todo = _schedule(_JOB, [task for task in pano_tasks if not _task_path(_JOB, task).exists()])
         satellite_s = _run_tasks(sat_todo, workers, "satellite tiles", progress)
         panorama_s = _run_tasks(pano_todo, workers, "panoramas", progress)
     finally:
@@ -523,6 +582,7 @@ def synthesize(
             satellites=len(plan.sat_names),
             same_area_train=len(plan.pano_names) - n_test,
             same_area_test=n_test,
+            label_error_px=round(plan.label_error_px, 4),
         )
     write_metadata(
         out,

@@ -165,18 +165,27 @@ def format_label_line(pano: str, satellites: Sequence[str], deltas_px: np.ndarra
     return " ".join(cols)
 
 
-def label_lines(
+def labels_from_names(
     pano_names: Sequence[str], satellite_names: Sequence[str], cover: np.ndarray, label_gsd_m: float
-) -> list[str]:
-    """Label lines for panoramas covered by satellites ``cover`` (N, 4 indices into ``satellite_names``,
-    positive first), offsets computed from the positions *as written in the names*."""
+) -> np.ndarray:
+    """(N, 4, 2) VIGOR ``(dy, dx)`` of panoramas from the satellites ``cover`` (N, 4 indices into
+    ``satellite_names``, positive first), from the positions *as written in the names*."""
     cover = np.asarray(cover, dtype=np.int64)
     if cover.shape != (len(pano_names), 4):
         raise ValueError(f"cover must be ({len(pano_names)}, 4) satellite indices, got {cover.shape}")
     pano_ll = np.array([parse_pano_filename(p) for p in pano_names], dtype=np.float64).reshape(-1, 2)
     sat_ll = np.array([parse_satellite_filename(s) for s in satellite_names], dtype=np.float64).reshape(-1, 2)
-    deltas = label_deltas(pano_ll[:, :1], pano_ll[:, 1:], sat_ll[cover, 0], sat_ll[cover, 1], label_gsd_m)
-    return [format_label_line(p, [satellite_names[j] for j in cov], d) for p, cov, d in zip(pano_names, cover, deltas)]
+    return label_deltas(pano_ll[:, :1], pano_ll[:, 1:], sat_ll[cover, 0], sat_ll[cover, 1], label_gsd_m)
+
+
+def label_lines(
+    pano_names: Sequence[str], satellite_names: Sequence[str], cover: np.ndarray, deltas_px: np.ndarray
+) -> list[str]:
+    """The label lines of panoramas covered by satellites ``cover`` (N, 4) with offsets ``deltas_px`` (N, 4, 2)."""
+    return [
+        format_label_line(p, [satellite_names[j] for j in cov], d)
+        for p, cov, d in zip(pano_names, np.asarray(cover), np.asarray(deltas_px))
+    ]
 
 
 # --- metadata (ours; the real download has none) -----------------------------------------------
@@ -200,6 +209,9 @@ class CityMeta:
     satellites: int
     same_area_train: int
     same_area_test: int
+    # Largest distance, in pixels of the 640-px convention, between a label's pixel and the panorama's
+    # true pixel in its (true-north-up) tile: VIGOR's sphere against the ellipsoid and the grid scale.
+    label_error_px: float | None = None
 
 
 @dataclass(frozen=True)

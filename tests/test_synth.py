@@ -306,6 +306,21 @@ def test_resume_after_a_partial_run(tmp_path):
         synthesize(small_config(tmp_path, seed=99), out, workers=1, renderers=FAKES, progress=False)
 
 
+def test_output_folder_is_claimed_only_once_planned(tmp_path):
+    out = tmp_path / "ds"
+    too_many = small_config(tmp_path, panoramas_per_city=400, max_panoramas_per_tile=1)
+    with pytest.raises(ValueError, match=r"placed only .* \(\d+ of 36 tiles have streets"):
+        synthesize(too_many, out, workers=1, renderers=FAKES, progress=False)
+    assert not out.exists()
+    report = synthesize(small_config(tmp_path, panoramas_per_city=3), out, workers=1, renderers=FAKES, progress=False)
+    assert report.panoramas == 6
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("someone else's")
+    with pytest.raises(ValueError, match="not empty and holds no synthetic dataset"):
+        synthesize(small_config(tmp_path), foreign, workers=1, renderers=FAKES, progress=False)
+
+
 def test_cli_synth_and_info(tmp_path, monkeypatch, capsys):
     regions = write_regions(tmp_path / "maps")
     monkeypatch.setattr(synth, "default_renderers", lambda: FAKES)  # FAKE renderers behind the CLI

@@ -230,6 +230,7 @@ def sample_positions(
     normal = np.stack([-seg[:, 1], seg[:, 0]], axis=1) / length[:, None]
     prob = length / length.sum()
     counts = np.zeros(len(tiling), dtype=np.int64)
+    reached = np.zeros(len(tiling), dtype=bool)  # tiles with street ground in their positive zone
     chosen: list[np.ndarray] = []
     for _ in range(max_rounds):
         m = max(256, 4 * (n - len(chosen)))
@@ -242,6 +243,7 @@ def sample_positions(
         if not len(pts):
             continue
         positive = tiling.covering(pts[:, 0], pts[:, 1])[0][:, 0]
+        reached[positive] = True
         for p, tile in zip(pts, positive):
             if counts[tile] < max_per_tile:
                 counts[tile] += 1
@@ -250,7 +252,8 @@ def sample_positions(
                     return np.asarray(chosen)
     raise ValueError(
         f"region '{world.region.name}': placed only {len(chosen)} of {n} panoramas on its streets with at most "
-        f"{max_per_tile} per tile; ask for fewer panoramas, raise max_panoramas_per_tile or use a larger region"
+        f"{max_per_tile} per tile ({int(reached.sum())} of {len(tiling)} tiles have streets nearest their centre); "
+        "ask for fewer panoramas, raise max_panoramas_per_tile or use a larger region"
     )
 
 
@@ -496,17 +499,21 @@ def _generator() -> str:
     return f"edge-geoloc {__version__} synth/{SYNTH_VERSION}"
 
 
-def _check_lock(out: Path, identity: dict[str, Any]) -> None:
+def _check_lock(out: Path, identity: dict[str, Any]) -> bool:
+    """Whether ``out`` holds a dataset started with this identity; refuses another dataset or a foreign folder."""
     lock = out / LOCK_NAME
-    text = yaml.safe_dump(identity, sort_keys=False)
     if lock.exists():
-        if yaml.safe_load(lock.read_text()) != yaml.safe_load(text):
+        if yaml.safe_load(lock.read_text()) != yaml.safe_load(yaml.safe_dump(identity, sort_keys=False)):
             raise ValueError(
                 f"{out} holds a dataset started with another config or generator ({lock}); "
                 "resume only with the same config and seed, or write to a new --out"
             )
-    else:
-        lock.write_text(text)
+        return True
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(
+            f"{out} is not empty and holds no synthetic dataset in progress ({LOCK_NAME}): use a new --out"
+        )
+    return False
 
 
 def _cross_area(cfg: SynthConfig, names: list[str]) -> tuple[list[str], list[str]]:
@@ -546,8 +553,8 @@ def synthesize(
     if len(set(names)) != len(names):
         raise ValueError(f"region names must be unique (they are the city folders), got {names}")
     cross_train, cross_test = _cross_area(cfg, names)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_lock(out, _identity(cfg, regions))
+    identity = _identity(cfg, regions)
+    resuming = _check_lock(out, identity)
     renderers = renderers or default_renderers()
 
     t = time.perf_counter()
@@ -556,6 +563,10 @@ def synthesize(
         worlds.append(renderers.generate_world(region))
     plans = [plan_city(world, cfg) for world in worlds]
     world_s = time.perf_counter() - t
+    # Claim the folder only once the plan stands, so a config that cannot be planned leaves nothing behind.
+    out.mkdir(parents=True, exist_ok=True)
+    if not resuming:
+        (out / LOCK_NAME).write_text(yaml.safe_dump(identity, sort_keys=False))
     for plan in plans:
         (out / plan.name / "panorama").mkdir(parents=True, exist_ok=True)
         (out / plan.name / "satellite").mkdir(parents=True, exist_ok=True)
@@ -606,7 +617,7 @@ def synthesize(
             cross_area_train=cross_train,
             cross_area_test=cross_test,
             seed=cfg.seed,
-            config=_identity(cfg, regions)["config"],
+            config=identity["config"],
         ),
     )
     return SynthReport(

@@ -26,7 +26,6 @@ rerun skips it (resume). Split files and ``splits/edge_geoloc.yaml`` are written
 
 from __future__ import annotations
 
-import logging
 import multiprocessing as mp
 import re
 import time
@@ -63,8 +62,6 @@ from edge_geoloc.world.appearance import Appearance
 from edge_geoloc.world.region import Region
 from edge_geoloc.world.scene import Material, World
 
-log = logging.getLogger(__name__)
-
 SYNTH_VERSION = 1
 LOCK_NAME = ".edge_geoloc_synth.yaml"  # the config a partly written dataset was started with
 # Street-camera ground: paved roads, markings, sidewalks, plazas, parking, and unpaved tracks (soil).
@@ -84,7 +81,7 @@ class SynthConfig:
     panoramas_per_city: int = field(default=200, metadata=check(lambda v: v > 0, "a positive integer"))
     tile_m: float = field(default=64.0, metadata=check(lambda v: 4 <= v <= 1000, "a tile side in [4, 1000] m"))
     satellite_px: int = field(default=256, metadata=check(lambda v: 16 <= v <= 4096, "a size in [16, 4096] px"))
-    panorama_px: tuple[int, int] = field(
+    panorama_px: tuple[int, int] = field(  # [height, width]
         default=(128, 512), metadata=check(lambda v: v[0] >= 8 and v[1] >= 16, "[height, width] of at least [8, 16]")
     )
     elevation_range_deg: tuple[float, float] = field(

@@ -547,6 +547,12 @@ def synthesize(
     for name in names:
         if not _CITY_NAME.match(name):
             raise ValueError(f"region name {name!r} cannot be a VIGOR city folder: use letters, digits, '_', '.', '-'")
+    for region, path in zip(regions, cfg.regions):
+        imagery = getattr(region, "imagery", None)
+        if imagery is not None and imagery.kind != "synthetic":
+            raise ValueError(
+                f"{path}: region '{region.name}' uses {imagery.kind} imagery; synth renders synthetic worlds"
+            )
     if len(set(names)) != len(names):
         raise ValueError(f"region names must be unique (they are the city folders), got {names}")
     cross_train, cross_test = _cross_area(cfg, names)

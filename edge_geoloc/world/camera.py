@@ -7,7 +7,9 @@ World frame: east, north, up in metres of the map CRS. A pose is ``R_world_from_
 are the camera's x, y, z axes in east/north/up) and the camera centre ``position``.
 
 Rendering casts rays through every pixel against the height field (flat ground at 0 plus the
-world's heights, tree crowns as ellipsoids); see :mod:`edge_geoloc.world.raycast`.
+world's heights, tree crowns as ellipsoids); see :mod:`edge_geoloc.world.raycast`. It asks the
+camera only for ``pixel_rays()`` (and its size), so a model with lens distortion renders by
+returning the undistorted ray of each pixel.
 """
 
 from __future__ import annotations

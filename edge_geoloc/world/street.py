@@ -3,7 +3,9 @@ CVUSA style) and the limited-FoV vehicle camera.
 
 Both come from the column ray caster (:mod:`edge_geoloc.world.raycast`), so a wall at horizontal
 distance ``d`` and height ``h`` appears at elevation ``atan((h - cam_h) / d)`` within a pixel, and
-every view of a place agrees with its aerial tile.
+every view of a place agrees with its aerial tile. Note that headings here are grid headings: an
+aerial tile rotated to true north differs by the meridian convergence. The camera height is above
+the flat ground (height 0), not above whatever top the camera stands on.
 
 Panorama convention: ``heading_deg`` is clockwise from the map's grid north; column ``c`` looks at
 azimuth ``heading + (c + 0.5 - W / 2) * 360 / W`` (the centre column looks along the heading); rows
@@ -25,7 +27,8 @@ WIDE_FOV_DEG = 150.0  # from here on a rectilinear image stretches too much: use
 
 
 def _march_frac(col_step_rad: float) -> float:
-    """March growth per step: about two columns wide, so no wall hides between samples."""
+    """March growth per step, about two columns wide: walls are refined to their exact distance
+    anyway, only objects narrower than a step (a car far off) may be stepped over."""
     return float(np.clip(2.0 * col_step_rad, 0.005, 0.03))
 
 
@@ -139,8 +142,11 @@ def render_pinhole(
     """uint8 RGB (H, W, 3) vehicle camera looking along ``heading_deg``, raised by ``pitch_deg``.
 
     Below :data:`WIDE_FOV_DEG` it is an ideal rectilinear (pinhole) camera with square pixels,
-    ``PinholeCamera.from_fov(width_px, height_px, fov_deg)``, reprojected exactly from columns
-    cast at the same centre. From :data:`WIDE_FOV_DEG` to 360 degrees (TransGeo's limited-FoV
+    ``PinholeCamera.from_fov(width_px, height_px, fov_deg)`` posed by
+    ``uav_pose(east, north, cam_height_m, heading_deg, tilt_deg=90 + pitch_deg)``. Every pixel's own
+    ray goes through the column caster (pixels are grouped into azimuth bins that share a march),
+    which is the panorama at the same centre reprojected exactly, without the blur of resampling
+    it. From :data:`WIDE_FOV_DEG` to 360 degrees (TransGeo's limited-FoV
     panoramas) it is the equirectangular crop of the panorama instead: column ``c`` looks at
     ``heading + (c + 0.5 - W / 2) * fov / W`` and rows share that angular pitch, centred on
     ``pitch_deg``; at 360 degrees it equals :func:`render_panorama` with that vertical range.

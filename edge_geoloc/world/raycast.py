@@ -168,9 +168,10 @@ def _march_cached(max_range_m: float, res_m: float, el_step_rad: float, dz_m: fl
 def march_distances(
     max_range_m: float, res_m: float, el_step_rad: float, dz_m: float, frac: float | None
 ) -> np.ndarray:
-    """Sample distances along a bin: a raster cell apart near the camera, then growing
-    with distance (``frac * d``, about a column's width, so that no wall hides between samples) but
-    never wider than a ray's footprint on tops ``dz_m`` below the camera (for UAVs)."""
+    """Sample distances along a bin: a raster cell apart near the camera, then growing with
+    distance (``frac * d``, a column's width or two: walls are refined to their exact distance, so
+    only objects narrower than a step can be missed) but never wider than a ray's footprint on tops
+    ``dz_m`` below the camera (which bounds the error of a UAV's view of a roof's far edge)."""
     return _march_cached(
         round(float(max_range_m), 2),
         float(res_m),

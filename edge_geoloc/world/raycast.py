@@ -199,6 +199,7 @@ class Rays:
     el_step: float
     pixel_rad: float
     on_bin_centres: bool = False  # every ray looks exactly along its bin's centre azimuth
+    uniform_rows: tuple[float, float, int] | None = None  # every bin: (lowest elevation, step, count)
 
     @property
     def full_circle(self) -> bool:
@@ -214,6 +215,7 @@ class Rays:
                 f"an equirectangular view cannot look past the zenith or nadir: its rows span elevations "
                 f"{np.degrees(el[0]):.1f}..{np.degrees(el[-1]):.1f} degrees"
             )
+        rows = (float(el[0]), float(el_step), int(height))
         lim = np.radians(MAX_ELEVATION_DEG)
         el = np.clip(el, -lim, lim)  # the last tenth of a degree at the poles: sky or the ground below
         step = float(az_step)
@@ -230,6 +232,7 @@ class Rays:
             el_step=float(el_step),
             pixel_rad=float(min(az_step, el_step)),
             on_bin_centres=True,
+            uniform_rows=rows,
         )
 
     @classmethod
@@ -808,6 +811,19 @@ def _wall_colour(
     return out * light
 
 
+def _first_ray(
+    rays: Rays, key: np.ndarray, bin_start: np.ndarray, bins: np.ndarray, tan_el: np.ndarray, above: bool
+) -> np.ndarray:
+    """Index (in the sorted rays) of the first ray of each bin whose tan(elevation) is above
+    (``above``) or at least ``tan_el``: a search, or arithmetic where every bin has the same rows."""
+    if rays.uniform_rows is None:
+        return np.searchsorted(key, _bin_key(bins, tan_el), side="right" if above else "left")
+    el0, step, n = rays.uniform_rows
+    x = (np.arctan(tan_el) - el0) / step
+    row = np.floor(x) + 1 if above else np.ceil(x)
+    return bin_start[bins] + np.clip(row, 0, n).astype(np.intp)
+
+
 def _horizon_before(d: np.ndarray, horizon: np.ndarray, bins: np.ndarray, dist: np.ndarray) -> np.ndarray:
     """The height-field horizon (tan) of each bin from the samples nearer than ``dist``."""
     k = np.searchsorted(d, dist, side="left") - 1
@@ -888,8 +904,8 @@ def _composite_trees(
     hidden_below = _horizon_before(d, horizon, jj, t0 - a)
     m_lo = np.maximum((t0 * z_rel - disc) / den - pad, hidden_below)
     m_hi = (t0 * z_rel + disc) / den + pad
-    i0 = np.where(outside, np.searchsorted(key, _bin_key(jj, m_lo), side="right"), bin_start[jj])
-    i1 = np.where(outside, np.searchsorted(key, _bin_key(jj, m_hi), side="right"), bin_start[jj + 1])
+    i0 = np.where(outside, _first_ray(rays, key, bin_start, jj, m_lo, above=True), bin_start[jj])
+    i1 = np.where(outside, _first_ray(rays, key, bin_start, jj, m_hi, above=True), bin_start[jj + 1])
     n_px = np.where(crown, np.maximum(i1 - i0, 0), 0)
     pair, ray = _run_indices(i0, n_px)
     tid = tree[pair]
@@ -943,8 +959,8 @@ def _composite_trees(
     t_tr = t0 - np.sqrt(np.maximum(trunk_r * trunk_r - lat * lat, 0.0))
     safe_t = np.maximum(t_tr, 1e-3)
     m_bot = np.maximum(-np.float32(cam_z) / safe_t, _horizon_before(d, horizon, jj, t_tr) + 1e-7)
-    k0 = np.searchsorted(key, _bin_key(jj, m_bot), side="left")
-    k1 = np.searchsorted(key, _bin_key(jj, (zc - 0.6 * rz - np.float32(cam_z)) / safe_t), side="right")
+    k0 = _first_ray(rays, key, bin_start, jj, m_bot, above=False)
+    k1 = _first_ray(rays, key, bin_start, jj, (zc - 0.6 * rz - np.float32(cam_z)) / safe_t, above=True)
     tpair, tray = _run_indices(k0, np.where(trunk, np.maximum(k1 - k0, 0), 0))
     own_lat = rx[tpair] * cos_s[tray] - ry[tpair] * sin_s[tray]
     keep = np.abs(own_lat) < trunk_r[tpair]

@@ -92,6 +92,9 @@ class SynthConfig:
     sidewalk_m: float = field(default=3.0, metadata=check(lambda v: 0 <= v <= 20, "a width in [0, 20] m"))
     same_area_test_fraction: float = field(default=0.5, metadata=check(lambda v: 0 < v < 1, "a fraction in (0, 1)"))
     max_panoramas_per_tile: int = field(default=2, metadata=check(lambda v: v >= 1, "a positive integer"))
+    # Road-sparse regions (rural) cannot hold many panoramas at a few per tile: with fewer_ok a city takes
+    # as many as its streets' tiles allow (logged) instead of failing.
+    fewer_ok: bool = False
     seed: int = field(default=0, metadata=check(lambda v: v >= 0, "a non-negative integer"))
     cross_area_train: list[str] = field(default_factory=list)
     cross_area_test: list[str] = field(default_factory=list)
@@ -212,6 +215,7 @@ def sample_positions(
     sidewalk_m: float,
     max_per_tile: int,
     max_rounds: int = 60,
+    fewer_ok: bool = False,
 ) -> np.ndarray:
     """``n`` street-camera positions (east, north), uniform along the road network, at most ``max_per_tile``
     per positive tile."""
@@ -247,6 +251,9 @@ def sample_positions(
                 chosen.append(p)
                 if len(chosen) == n:
                     return np.asarray(chosen)
+    if fewer_ok and chosen:
+        log.info("region '%s': %d of %d panoramas fit at %d per tile", world.region.name, len(chosen), n, max_per_tile)
+        return np.asarray(chosen)
     raise ValueError(
         f"region '{world.region.name}': placed only {len(chosen)} of {n} panoramas on its streets with at most "
         f"{max_per_tile} per tile ({int(reached.sum())} of {len(tiling)} tiles have streets nearest their centre); "
@@ -310,6 +317,7 @@ def plan_city(world: World, cfg: SynthConfig) -> CityPlan:
         image_rng(cfg.seed, name, _POSITIONS),
         cfg.sidewalk_m,
         cfg.max_panoramas_per_tile,
+        fewer_ok=cfg.fewer_ok,
     )
     lat, lon = world.crs.to_latlon(pos[:, 0], pos[:, 1])
     heading_grid = world.crs.true_to_grid_heading(np.zeros(len(pos)), lat, lon)

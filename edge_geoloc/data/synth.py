@@ -26,6 +26,7 @@ rerun skips it (resume). Split files and ``splits/edge_geoloc.yaml`` are written
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import re
 import time
@@ -61,6 +62,8 @@ from edge_geoloc.geo import MapCRS, Tiling
 from edge_geoloc.world.appearance import Appearance
 from edge_geoloc.world.region import Region
 from edge_geoloc.world.scene import Material, World
+
+log = logging.getLogger(__name__)
 
 SYNTH_VERSION = 1
 LOCK_NAME = ".edge_geoloc_synth.yaml"  # the config a partly written dataset was started with

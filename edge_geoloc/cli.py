@@ -16,9 +16,11 @@ from edge_geoloc import __version__
 
 # Modules that register subcommands, in the order they appear in --help.
 COMMAND_MODULES: list[str] = [
+    "edge_geoloc.world.cli",
     "edge_geoloc.data.cli",
     "edge_geoloc.train.cli",
     "edge_geoloc.export.cli",
+    "edge_geoloc.maps.cli",
 ]
 
 

@@ -112,6 +112,9 @@ def _convert(value: Any, tp: Any, where: str, key: str) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
+        others = [a for a in args if a is not type(None)]
+        if len(others) == 1:  # Optional[X]: X's own error (e.g. an unknown key inside a section) is the useful one
+            return _convert(value, others[0], where, key)
         for arg in args:
             if arg is type(None):
                 continue

@@ -1,0 +1,161 @@
+"""`edge-geoloc map build | info | extract | shard | assemble` (registration imports nothing heavy)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _build(args: argparse.Namespace) -> int:
+    from edge_geoloc.maps.build import build_map, plan_build, work_dir_for
+
+    options = {
+        "shard_m": args.shard_m,
+        "hnsw_dim": args.hnsw_dim,
+        "M": args.hnsw_m,
+        "ef_construction": args.ef_construction,
+        "ef_search": args.ef_search,
+        "batch": args.batch,
+        "backend": args.backend,
+        "threads": args.threads,
+    }
+    if args.plan_only:
+        work = plan_build(args.region, args.model, args.out, **options)
+        print(
+            f"planned {args.out}: run `edge-geoloc map shard --work {work} --shard ID` per shard, then `map assemble`"
+        )
+        return 0
+    out = build_map(
+        args.region,
+        args.model,
+        args.out,
+        workers=args.workers,
+        progress=not args.quiet,
+        overwrite=args.overwrite,
+        **options,
+    )
+    print(_summary(out))
+    if work_dir_for(out).exists():  # pragma: no cover - kept only on request
+        print(f"work folder kept: {work_dir_for(out)}")
+    return 0
+
+
+def _summary(path: Path) -> str:
+    from edge_geoloc.maps.bundle import Bundle
+
+    b = Bundle(path, verify="none")
+    m = b.manifest
+    size = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+    return (
+        f"{path}: {m.tiles} tiles of {m.tiling.tile_m:g} m ({m.tiling.tile_px} px at {m.tiling.gsd_m:g} m/px)"
+        f" in {m.shards.count} shards of {m.shards.side_m:g} m, {m.encoder.descriptor_dim}-d descriptors of"
+        f" '{m.encoder.model}' ({m.encoder.backend}), {size / 2**20:.1f} MiB"
+    )
+
+
+def _info(args: argparse.Namespace) -> int:
+    from edge_geoloc.config import to_mapping
+    from edge_geoloc.maps.bundle import Bundle
+
+    b = Bundle(args.bundle, verify="full" if args.verify else "none")
+    if args.verify:
+        for pos in range(len(b.shards)):
+            b.verify_shard(pos)
+    if args.json:
+        print(json.dumps(to_mapping(b.manifest), indent=1))
+        return 0
+    m = b.manifest
+    t = m.tiling
+    print(_summary(b.path))
+    print(
+        f"  region    {m.region.name} ({m.region.source}) centre {m.region.center_lat:.6f}, {m.region.center_lon:.6f}"
+    )
+    print(f"  crs       {m.crs}")
+    print(
+        f"  tiling    {t.n_rows} x {t.n_cols} cells, stride {t.stride_m:g} m, centres east {t.east_min:.1f}..,"
+        f" north ..{t.north_max:.1f}"
+    )
+    print(f"  encoder   aerial sha256 {m.encoder.aerial_sha256[:16]}..., card sha256 {m.encoder.card_sha256[:16]}...")
+    print(
+        f"  hnsw      dim {m.hnsw.dim}, M {m.hnsw.M}, ef_construction {m.hnsw.ef_construction}, ef {m.hnsw.ef_search}"
+    )
+    print(f"  checks    {'all sha256 verified' if args.verify else 'sizes only (--verify hashes every file)'}")
+    return 0
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from edge_geoloc.maps.extract import extract_corridor
+
+    out = extract_corridor(
+        args.source, args.corridor, args.buffer_m, args.out, workers=args.workers, overwrite=args.overwrite
+    )
+    print(_summary(out))
+    return 0
+
+
+def _shard(args: argparse.Namespace) -> int:
+    from edge_geoloc.maps.build import build_shard, pending_shards
+
+    shards = args.shard if args.shard else pending_shards(args.work)
+    for sid in shards:
+        info = build_shard(args.work, sid)
+        print(f"shard {sid}: {info['count']} tiles")
+    return 0
+
+
+def _assemble(args: argparse.Namespace) -> int:
+    from edge_geoloc.maps.build import assemble
+
+    print(_summary(assemble(args.work, overwrite=args.overwrite)))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("map", help="build, inspect and cut map bundles (aerial tile descriptors of an area)")
+    msub = p.add_subparsers(dest="map_command", metavar="SUBCOMMAND", required=True)
+
+    b = msub.add_parser("build", help="build the map bundle of a region with a model's aerial encoder")
+    b.add_argument("--region", required=True, help="region YAML (maps/NAME.yaml); its imagery section says the source")
+    b.add_argument("--model", required=True, help="export folder with model.yaml (export/build/NAME)")
+    b.add_argument("--out", required=True, help="bundle folder (maps/build/NAME); built in OUT.building, then renamed")
+    b.add_argument("--workers", type=int, default=1, help="processes building shards in parallel")
+    b.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per worker")
+    b.add_argument("--backend", default="auto", help="encoder backend: auto, tensorrt, onnxruntime-cuda, onnxruntime")
+    b.add_argument("--batch", type=int, default=64, help="tiles encoded per batch (the unit a resumed build redoes)")
+    b.add_argument("--shard-m", type=float, default=None, help="shard side in metres (default: 128 tile strides)")
+    b.add_argument("--hnsw-dim", type=int, default=None, help="PCA dimension of the shard graphs (default: full)")
+    b.add_argument("--hnsw-m", type=int, default=16, help="HNSW M (links per node)")
+    b.add_argument("--ef-construction", type=int, default=100, help="HNSW ef at build time")
+    b.add_argument("--ef-search", type=int, default=64, help="default HNSW ef at search time")
+    b.add_argument("--plan-only", action="store_true", help="write the plan for a cluster engine and stop")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=_build)
+
+    i = msub.add_parser("info", help="what a bundle holds (and --verify every checksum)")
+    i.add_argument("bundle", help="bundle folder")
+    i.add_argument("--verify", action="store_true", help="hash every file and shard")
+    i.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    i.set_defaults(func=_info)
+
+    e = msub.add_parser("extract", help="cut the corridor of a route out of a bundle (a valid smaller bundle)")
+    e.add_argument("--from", dest="source", required=True, help="source bundle folder")
+    e.add_argument("--corridor", required=True, help="GeoJSON route (LineString, MultiLineString, Points; WGS84)")
+    e.add_argument(
+        "--buffer-m", type=float, default=2000.0, help="keep tiles whose centres lie this close to the route"
+    )
+    e.add_argument("--out", required=True, help="new bundle folder")
+    e.add_argument("--workers", type=int, default=1, help="processes indexing shards")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    e.set_defaults(func=_extract)
+
+    s = msub.add_parser("shard", help="run shard tasks of a planned build (what a cluster node runs)")
+    s.add_argument("--work", required=True, help="the build's work folder (OUT.building)")
+    s.add_argument("--shard", type=int, action="append", help="shard id (repeatable; default: every pending shard)")
+    s.set_defaults(func=_shard)
+
+    a = msub.add_parser("assemble", help="assemble a planned build whose shards are done into the bundle")
+    a.add_argument("--work", required=True, help="the build's work folder (OUT.building)")
+    a.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    a.set_defaults(func=_assemble)

@@ -1,0 +1,500 @@
+"""Region-scoped search of a map bundle: only tiles whose centres lie in the scope, fast.
+
+A scope is a disc ``(east, north, radius_m)`` around the GPS prior; ``None`` searches the whole map
+(re-localization after being lost). Per query:
+
+1. the scope's shards: a shard wholly inside the disc takes part whole; for a shard the disc cuts,
+   its in-scope tiles come from the shard's local grid (integer arithmetic, no distance to every tile);
+2. per shard, the cheaper of two strategies by a cost model (microseconds, defaults measured with
+   ``benchmarks/search.py``): an exact scan of the in-scope descriptors, contiguous in storage
+   (float16 -> float32 and one matrix-vector product), or the shard's HNSW graph; a cut shard's
+   graph is searched for ``k / fraction`` neighbours and filtered to the scope afterwards (hnswlib's
+   own filter is a Python callback per visited node: 20 ms at 2% selectivity);
+3. every candidate is re-scored exactly against the stored descriptors and the best ``k`` kept;
+4. a cut shard whose filtered graph results fell short of ``k`` while still scoring above the
+   current k-th best is scanned exactly, so a strategy choice never loses a tile that an exact
+   scan of the scope would have ranked.
+
+Shard graphs are loaded on first use and kept in an LRU under a memory cap (a Jetson shares 4-16 GB
+between CPU and GPU); descriptors stay memory-mapped. Scores are cosine similarities.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_geoloc.maps.bundle import Bundle, BundleError, check_encoder
+
+try:  # OpenCV converts float16 with F16C, 2-3x numpy's scalar loop
+    import cv2
+
+    cv2.multiply(np.zeros((1, 2), np.float16), 1.0, dtype=cv2.CV_32F)
+
+    def _to_f32(block: np.ndarray, out: np.ndarray) -> np.ndarray:
+        return cv2.multiply(block, 1.0, dst=out, dtype=cv2.CV_32F)
+
+except Exception:  # pragma: no cover - an OpenCV without float16
+
+    def _to_f32(block: np.ndarray, out: np.ndarray) -> np.ndarray:
+        np.copyto(out, block)
+        return out
+
+
+Scope = tuple[float, float, float]  # east, north, radius in metres (map CRS)
+
+CHUNK_ROWS = 1024  # float32 rows converted at a time: stays in L2
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Microseconds of the two strategies on one query (ratios matter, not absolute values)."""
+
+    scan_base_us: float = 8.0
+    scan_ns_per_element: float = 0.9  # per descriptor element scanned (float16 -> float32, dot)
+    hnsw_base_us: float = 25.0  # per shard graph query (Python call, result arrays)
+    hnsw_ns_per_ef_dim: float = 3.0  # per ef per graph dimension
+    min_fraction: float = 0.05  # a cut shard with less of its tiles in scope is always scanned
+
+    def scan_us(self, n: int, dim: int) -> float:
+        return self.scan_base_us + n * dim * self.scan_ns_per_element * 1e-3
+
+    def hnsw_us(self, ef: int, dim: int) -> float:
+        return self.hnsw_base_us + ef * dim * self.hnsw_ns_per_ef_dim * 1e-3
+
+
+@dataclass
+class SearchResult:
+    """The best tiles of one query, best first (at most k; empty with a ``reason`` when nothing is in scope)."""
+
+    ids: np.ndarray  # tiling tile ids (row * n_cols + col)
+    scores: np.ndarray  # cosine similarity, float32
+    east: np.ndarray
+    north: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    rows: np.ndarray  # rows of descriptors.npy
+    in_scope: int  # tiles considered
+    method: str  # "scan", "hnsw", "mixed" or "none"
+    reason: str | None = None
+    shards: int = 0  # shards touched
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class _Part:
+    """One shard's share of a scope: all its rows, or the in-scope local rows of a cut shard."""
+
+    pos: int
+    start: int
+    count: int
+    local: np.ndarray | None  # None: the whole shard
+    method: str = "scan"
+    k: int = 0
+
+    @property
+    def n(self) -> int:
+        return self.count if self.local is None else len(self.local)
+
+
+@dataclass
+class _Stats:
+    loads: int = 0
+    evictions: int = 0
+    queries: int = 0
+    methods: dict[str, int] = field(default_factory=dict)
+
+
+class _LRU:
+    """Loaded shard graphs and slot tables under a byte cap."""
+
+    def __init__(self, cap_bytes: int, stats: _Stats) -> None:
+        self.cap = cap_bytes
+        self.items: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
+        self.bytes = 0
+        self.stats = stats
+
+    def get(self, key: Any) -> Any:
+        hit = self.items.get(key)
+        if hit is None:
+            return None
+        self.items.move_to_end(key)
+        return hit[0]
+
+    def put(self, key: Any, value: Any, nbytes: int) -> None:
+        self.items[key] = (value, nbytes)
+        self.bytes += nbytes
+        while self.bytes > self.cap and len(self.items) > 1:
+            _, (_, b) = self.items.popitem(last=False)
+            self.bytes -= b
+            self.stats.evictions += 1
+
+
+class MapIndex:
+    """Scoped search over an opened map bundle (see the module docstring)."""
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        memory_cap_mb: float = 2048.0,
+        ef_search: int | None = None,
+        cost: CostModel | None = None,
+        rerank: int | None = None,
+    ) -> None:
+        self.bundle = bundle
+        self.manifest = bundle.manifest
+        self.tiling = self.manifest.tiling.tiling()
+        self.grid = bundle.grid
+        self.crs = bundle.crs
+        self.dim = bundle.dim
+        self.hdim = self.manifest.hnsw.dim
+        self.ef_search = ef_search or self.manifest.hnsw.ef_search
+        self.cost = cost or CostModel()
+        # Graph candidates re-scored per shard: k when the graph holds the descriptors themselves, more
+        # when it holds a PCA projection (its ranking is approximate).
+        self.rerank = rerank or (1 if self.hdim == self.dim else 4)
+        # How far a graph's approximate score may sit below the exact one (float rounding, or the
+        # variance a projection drops) when deciding whether a short cut shard needs a scan.
+        self.margin = 1e-3 if self.hdim == self.dim else 0.1
+        self.stats = _Stats()
+        self.cache = _LRU(int(memory_cap_mb * 2**20), self.stats)
+        self.desc = bundle.descriptors
+        tiles = bundle.tiles
+        self._tile_east = tiles["east"]
+        self._tile_north = tiles["north"]
+        self._buf = np.empty((CHUNK_ROWS, self.dim), dtype=np.float32)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        card: Any = None,
+        *,
+        verify: str = "lazy",
+        memory_cap_mb: float = 2048.0,
+        ef_search: int | None = None,
+        cost: CostModel | None = None,
+    ) -> MapIndex:
+        """Open a bundle; with ``card`` (a ModelCard or an export folder) refuse a map of another aerial encoder."""
+        bundle = Bundle(path, verify=verify)
+        if card is not None:
+            if isinstance(card, (str, Path)):
+                from edge_geoloc.runtime.card import load_card
+
+                card = load_card(card)
+            check_encoder(bundle.manifest, card, str(path))
+        return cls(bundle, memory_cap_mb=memory_cap_mb, ef_search=ef_search, cost=cost)
+
+    # --- shard state ------------------------------------------------------------------------------
+
+    @property
+    def n_tiles(self) -> int:
+        return self.bundle.n_tiles
+
+    def _index(self, pos: int) -> Any:
+        key = ("index", pos)
+        index = self.cache.get(key)
+        if index is None:
+            index = self.bundle.load_index(pos)
+            proj = self.bundle.load_projection(pos) if self.hdim < self.dim else None
+            s = self.bundle.shards[pos]
+            # hnswlib keeps a mutex and a label-map entry per element beside what it saves.
+            nbytes = int(s["index_bytes"]) + 96 * int(s["count"]) + (0 if proj is None else proj[1].nbytes)
+            index = (index, proj)
+            self.cache.put(key, index, nbytes)
+            self.stats.loads += 1
+        return index
+
+    def _slots(self, pos: int) -> np.ndarray:
+        """The shard's local grid: slot[row - r0, col - c0] = local row of that tile, -1 where absent."""
+        key = ("slots", pos)
+        slots = self.cache.get(key)
+        if slots is None:
+            sid = int(self.bundle.shards[pos]["id"])
+            r0, r1, c0, c1 = self.grid.cell(sid)
+            a, b = self.bundle.rows(pos)
+            row, col = self.tiling.row_col(np.asarray(self.bundle.tiles["id"][a:b]))
+            slots = np.full((r1 - r0, c1 - c0), -1, dtype=np.int32)
+            slots[row - r0, col - c0] = np.arange(b - a, dtype=np.int32)
+            self.cache.put(key, slots, slots.nbytes)
+        return slots
+
+    def loaded_shards(self) -> list[int]:
+        return [int(self.bundle.shards[k[1]]["id"]) for k in self.cache.items if k[0] == "index"]
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes held by loaded graphs and slot tables (the LRU's accounting; descriptors are memory-mapped)."""
+        return self.cache.bytes
+
+    # --- scope -> parts ---------------------------------------------------------------------------
+
+    def scope_parts(self, scope: Scope | None) -> list[_Part]:
+        """The shards a scope touches, each whole or with its in-scope local rows."""
+        shards = self.bundle.shards
+        if scope is None:
+            return [_Part(p, int(s["start"]), int(s["count"]), None) for p, s in enumerate(shards)]
+        e, n, r = scope
+        t, s = self.tiling, self.tiling.stride_m
+        parts = []
+        for sid in self.grid.shards_near(e, n, r):
+            pos = int(self.bundle.shard_pos[sid])
+            if pos < 0:
+                continue
+            r0, r1, c0, c1 = self.grid.cell(int(sid))
+            ce = t.east_min + np.array([c0, c1 - 1]) * s
+            cn = t.north_max - np.array([r0, r1 - 1]) * s
+            start, count = int(shards[pos]["start"]), int(shards[pos]["count"])
+            far = np.max((ce[:, None] - e) ** 2 + (cn[None, :] - n) ** 2)
+            if far <= r * r:
+                parts.append(_Part(pos, start, count, None))
+                continue
+            # Rows and columns of the shard within the disc's bounding box, then the disc itself.
+            lc0 = max(c0, math.ceil((e - r - t.east_min) / s - 1e-9))
+            lc1 = min(c1 - 1, math.floor((e + r - t.east_min) / s + 1e-9))
+            lr0 = max(r0, math.ceil((t.north_max - n - r) / s - 1e-9))
+            lr1 = min(r1 - 1, math.floor((t.north_max - n + r) / s + 1e-9))
+            if lc0 > lc1 or lr0 > lr1:
+                continue
+            cols = np.arange(lc0, lc1 + 1)
+            rows = np.arange(lr0, lr1 + 1)
+            de2 = (t.east_min + cols * s - e) ** 2
+            dn2 = (t.north_max - rows * s - n) ** 2
+            inside = dn2[:, None] + de2[None, :] <= r * r
+            if not inside.any():
+                continue
+            local = self._slots(pos)[lr0 - r0 : lr1 - r0 + 1, lc0 - c0 : lc1 - c0 + 1][inside]
+            local = np.sort(local[local >= 0])
+            if len(local) == 0:
+                continue
+            parts.append(_Part(pos, start, count, None if len(local) == count else local))
+        return parts
+
+    def _choose(self, parts: list[_Part], k: int, method: str) -> None:
+        """Per part: scan or graph (and how many graph neighbours), by the cost model."""
+        kc = k * self.rerank
+        for p in parts:
+            if method == "exact":
+                p.method = "scan"
+                continue
+            frac = p.n / p.count
+            p.k = min(p.count, math.ceil(kc / frac * (1.0 if p.local is None else 2.0)))
+            if method == "hnsw":
+                p.method = "hnsw"
+                continue
+            if p.local is not None and frac < self.cost.min_fraction:
+                p.method = "scan"
+                continue
+            ef = max(self.ef_search, p.k)
+            scan, graph = self.cost.scan_us(p.n, self.dim), self.cost.hnsw_us(ef, self.hdim)
+            p.method = "scan" if scan <= graph else "hnsw"
+
+    # --- scoring ----------------------------------------------------------------------------------
+
+    def _score_rows(self, rows: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """Exact scores (n, m) of descriptor rows (sorted) against queries q (m, D)."""
+        out = np.empty((len(rows), q.shape[0]), dtype=np.float32)
+        contiguous = len(rows) > 0 and rows[-1] - rows[0] == len(rows) - 1
+        for s in range(0, len(rows), CHUNK_ROWS):
+            e = min(len(rows), s + CHUNK_ROWS)
+            block = self.desc[rows[s] : rows[e - 1] + 1] if contiguous else self.desc[rows[s:e]]
+            buf = _to_f32(block, self._buf[: e - s])
+            np.dot(buf, q.T, out=out[s:e])
+        return out
+
+    def _verify(self, parts: Sequence[_Part]) -> None:
+        for p in parts:
+            self.bundle.verify_shard(p.pos)
+
+    # --- search -----------------------------------------------------------------------------------
+
+    def _check_queries(self, descriptors: np.ndarray) -> np.ndarray:
+        q = np.asarray(descriptors, dtype=np.float32)
+        if q.ndim == 1:
+            q = q[None, :]
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise ValueError(
+                f"expected descriptors of dim {self.dim} (this map's encoder), got shape {np.shape(descriptors)}"
+            )
+        bad = ~np.all(np.isfinite(q), axis=1)
+        if np.any(bad):
+            i = int(np.argmax(bad))
+            raise ValueError(
+                f"descriptor {i} has {int(np.sum(~np.isfinite(q[i])))} non-finite values (NaN or inf); not searching with it"
+            )
+        norm = np.linalg.norm(q, axis=1)
+        if np.any(norm == 0):
+            raise ValueError(f"descriptor {int(np.argmax(norm == 0))} is all zeros; not searching with it")
+        return np.ascontiguousarray(q / norm[:, None])
+
+    def _check_scope(self, scope: Scope | None) -> Scope | None:
+        if scope is None:
+            return None
+        try:
+            e, n, r = (float(v) for v in scope)
+        except (TypeError, ValueError):
+            raise ValueError(f"scope must be None or (east, north, radius_m), got {scope!r}") from None
+        if not (math.isfinite(e) and math.isfinite(n)):
+            raise ValueError(f"scope centre must be finite, got east {e}, north {n}")
+        if not (math.isfinite(r) and r > 0):
+            raise ValueError(f"scope radius must be a positive number of metres, got {r}")
+        return e, n, r
+
+    def _empty(self, scope: Scope | None, reason: str) -> SearchResult:
+        z = np.zeros(0)
+        return SearchResult(
+            np.zeros(0, np.int64), np.zeros(0, np.float32), z, z, z, z, np.zeros(0, np.int64), 0, "none", reason
+        )
+
+    def _outside_reason(self, scope: Scope) -> str:
+        t = self.tiling
+        e, n, r = scope
+        return (
+            f"no tile centre of this map within {r:g} m of east {e:.1f}, north {n:.1f}: the scope lies outside the"
+            f" map's tiles (east {t.east_min:.0f}..{t.east_min + (t.n_cols - 1) * t.stride_m:.0f},"
+            f" north {t.north_max - (t.n_rows - 1) * t.stride_m:.0f}..{t.north_max:.0f}"
+            f"{', a corridor extract' if self.manifest.region.source == 'extract' else ''})"
+        )
+
+    def search(
+        self, descriptor: np.ndarray, scope: Scope | None = None, k: int = 10, method: str = "auto"
+    ) -> SearchResult:
+        """The ``k`` best tiles for one descriptor within ``scope`` (None: the whole map).
+
+        ``method``: ``auto`` (cost model per shard), ``exact`` (scan everything in scope: the reference),
+        ``hnsw`` (graphs wherever possible).
+        """
+        return self.search_batch(
+            np.asarray(descriptor)[None, :] if np.ndim(descriptor) == 1 else descriptor, scope, k, method
+        )[0]
+
+    def exact_search(self, descriptor: np.ndarray, scope: Scope | None = None, k: int = 10) -> SearchResult:
+        """Exact scoped search (every in-scope descriptor scored): the reference for recall."""
+        return self.search(descriptor, scope, k, method="exact")
+
+    def search_batch(
+        self,
+        descriptors: np.ndarray,
+        scopes: Scope | Sequence[Scope | None] | None = None,
+        k: int = 10,
+        method: str = "auto",
+    ) -> list[SearchResult]:
+        """One result per descriptor; ``scopes``: None or one scope for all, or one per descriptor."""
+        if method not in ("auto", "exact", "hnsw"):
+            raise ValueError(f"method must be auto, exact or hnsw, got {method!r}")
+        if not (isinstance(k, (int, np.integer)) and k >= 1):
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        q = self._check_queries(descriptors)
+        shared = scopes is None or (len(scopes) == 3 and all(np.isscalar(v) for v in scopes))  # type: ignore[arg-type]
+        if shared:
+            return self._search_shared(q, self._check_scope(scopes), int(k), method)  # type: ignore[arg-type]
+        if len(scopes) != len(q):  # type: ignore[arg-type]
+            raise ValueError(f"{len(q)} descriptors but {len(scopes)} scopes")  # type: ignore[arg-type]
+        return [
+            self._search_shared(q[i : i + 1], self._check_scope(s), int(k), method)[0] for i, s in enumerate(scopes)
+        ]  # type: ignore[arg-type]
+
+    def _search_shared(self, q: np.ndarray, scope: Scope | None, k: int, method: str) -> list[SearchResult]:
+        m = len(q)
+        self.stats.queries += m
+        parts = self.scope_parts(scope)
+        if not parts:
+            return [self._empty(scope, self._outside_reason(scope)) for _ in range(m)]  # type: ignore[arg-type]
+        self._choose(parts, k, method)
+        self._verify(parts)
+        n_in = sum(p.n for p in parts)
+        # Candidates per query: (rows, exact scores); the graph parts' filtered shortfalls for the check.
+        cand_rows: list[list[np.ndarray]] = [[] for _ in range(m)]
+        cand_scores: list[list[np.ndarray]] = [[] for _ in range(m)]
+        short: list[list[tuple[_Part, float]]] = [[] for _ in range(m)]
+
+        scan = [p for p in parts if p.method == "scan"]
+        if scan:
+            rows = np.concatenate(
+                [np.arange(p.start, p.start + p.count) if p.local is None else p.start + p.local for p in scan]
+            )
+            scores = self._score_rows(rows, q)
+            kk = min(k, len(rows))
+            top = (
+                np.argpartition(-scores, kk - 1, axis=0)[:kk]
+                if kk < len(rows)
+                else np.broadcast_to(np.arange(len(rows))[:, None], (len(rows), m))
+            )
+            for j in range(m):
+                cand_rows[j].append(rows[top[:, j]])
+                cand_scores[j].append(scores[top[:, j], j])
+
+        graph_rows: list[list[np.ndarray]] = [[] for _ in range(m)]
+        for p in (p for p in parts if p.method == "hnsw"):
+            index, proj = self._index(p.pos)
+            qq = q if proj is None else q @ proj[1]
+            index.set_ef(max(self.ef_search, p.k))
+            labels, dist = index.knn_query(qq, k=p.k)
+            approx = 1.0 - dist
+            if proj is not None:
+                approx = approx + (q @ proj[0])[:, None]
+            if p.local is not None:
+                inscope = np.zeros(p.count, dtype=bool)
+                inscope[p.local] = True
+            for j in range(m):
+                lab, ap = labels[j].astype(np.int64), approx[j]
+                if p.local is not None:
+                    keep = inscope[lab - p.start]
+                    if keep.sum() < min(k * self.rerank, p.n):
+                        short[j].append((p, float(ap.min())))
+                    lab = lab[keep]
+                graph_rows[j].append(lab[: k * self.rerank])
+
+        results = []
+        for j in range(m):
+            rows_g = np.concatenate(graph_rows[j]) if graph_rows[j] else np.zeros(0, np.int64)
+            if len(rows_g):
+                rows_g = np.sort(rows_g)
+                cand_rows[j].append(rows_g)
+                cand_scores[j].append(self._score_rows(rows_g, q[j : j + 1])[:, 0])
+            rows_j = np.concatenate([np.zeros(0, np.int64), *cand_rows[j]])
+            scores_j = np.concatenate([np.zeros(0, np.float32), *cand_scores[j]])
+            # A cut shard whose filtered graph results ran out while still above the k-th best is scanned.
+            if short[j]:
+                tau = np.partition(scores_j, len(scores_j) - k)[len(scores_j) - k] if len(scores_j) >= k else -np.inf
+                extra = [p.start + p.local for p, worst in short[j] if worst >= tau - self.margin]  # type: ignore[operator]
+                if extra:
+                    rows_x = np.setdiff1d(np.concatenate(extra), rows_j)
+                    rows_j = np.concatenate([rows_j, rows_x])
+                    scores_j = np.concatenate([scores_j, self._score_rows(rows_x, q[j : j + 1])[:, 0]])
+            order = np.lexsort((rows_j, -scores_j))[:k]  # ties broken by row: deterministic
+            rows_k = rows_j[order]
+            kinds = {p.method for p in parts}
+            used = "mixed" if len(kinds) > 1 else kinds.pop()
+            self.stats.methods[used] = self.stats.methods.get(used, 0) + 1
+            t = self.bundle.tiles[rows_k]
+            results.append(
+                SearchResult(
+                    ids=t["id"].copy(),
+                    scores=scores_j[order].astype(np.float32),
+                    east=t["east"].copy(),
+                    north=t["north"].copy(),
+                    lat=t["lat"].copy(),
+                    lon=t["lon"].copy(),
+                    rows=rows_k,
+                    in_scope=n_in,
+                    method=used,
+                    shards=len(parts),
+                )
+            )
+        return results
+
+    def refuse_mismatch(self, card: Any) -> None:
+        """Raise :class:`BundleError` unless ``card`` (a street encoder's ModelCard) pairs with this map."""
+        check_encoder(self.manifest, card, str(self.bundle.path))
+
+
+__all__ = ["BundleError", "CostModel", "MapIndex", "Scope", "SearchResult"]

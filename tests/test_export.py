@@ -81,19 +81,20 @@ def test_street_attention_and_descriptors_match_torch_on_synthetic_world_images(
         assert np.abs(a_ort - a_torch).max() <= 1e-5
 
 
-def test_unpruned_export_and_recipe(tmp_path):
-    ckpt = make_checkpoint(tmp_path / "m.pt", small_config(keep_ratio=1.0), seed=1)
-    result = export_model(ckpt, tmp_path / "m", recipe="jetson-orin-fp16", opset=18, parity_samples=2)
+def test_recipe_opset_and_keep_ratio_override(tmp_path):
+    from edge_geoloc.export.flops import model_flops
+
+    cfg = small_config(keep_ratio=1.0)
+    ckpt = make_checkpoint(tmp_path / "m.pt", cfg, seed=1)
+    result = export_model(ckpt, tmp_path / "m", recipe="jetson-orin-fp16", opset=18, keep_ratio=0.5, parity_samples=2)
     card = load_card(tmp_path / "m")
     recipe = load_recipe("jetson-orin-fp16")
     assert card.precision == "fp16" and card.target == "jetson-orin-fp16" and card.opset == 18
     assert card.street.batch == recipe.street_batch and card.aerial.batch == recipe.aerial_batch
-    assert card.aerial.keep_ratio == 1.0 and card.aerial.kept_patches == 16
-    assert "kept_equal" not in result.report["parity"]["aerial"]["random"]
-    # --keep-ratio overrides the checkpoint's: the pruned graph is smaller in FLOPs.
-    pruned = export_model(ckpt, tmp_path / "p", keep_ratio=0.5, parity_samples=2)
-    assert pruned.report["parity"]["aerial"]["random"]["kept_equal"]
-    assert pruned.report["flops"]["aerial"]["gflops_full"] < result.report["flops"]["aerial"]["gflops_full"]
+    # --keep-ratio overrides the checkpoint's 1.0: 8 of 16 patches, fewer FLOPs than the unpruned graph.
+    assert card.aerial.keep_ratio == 0.5 and card.aerial.kept_patches == 8
+    assert result.report["parity"]["aerial"]["random"]["kept_equal"]
+    assert result.report["flops"]["aerial"]["gflops_full"] < model_flops(cfg)["aerial"]["gflops_full"]
 
 
 def test_failed_parity_leaves_a_report_and_no_card(tmp_path, monkeypatch):
@@ -105,11 +106,14 @@ def test_failed_parity_leaves_a_report_and_no_card(tmp_path, monkeypatch):
     assert not json.loads((tmp_path / "m" / "report.json").read_text())["parity_ok"]
 
 
-def test_export_cli(tmp_path, capsys):
+def test_export_cli_unpruned(tmp_path, capsys):
     from edge_geoloc.cli import main
 
-    ckpt = make_checkpoint(tmp_path / "m.pt", small_config(), seed=3)
+    ckpt = make_checkpoint(tmp_path / "m.pt", small_config(keep_ratio=1.0), seed=3)
     assert main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "o"), "--parity-samples", "1"]) == 0
     assert "parity max |diff|" in capsys.readouterr().out
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["parity_ok"] and "kept_equal" not in report["parity"]["aerial"]["random"]  # nothing pruned
+    assert load_card(tmp_path / "o").aerial.kept_patches == 16
     assert main(["export", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "x")]) == 1
     assert "no such checkpoint" in capsys.readouterr().err

@@ -1,16 +1,41 @@
-"""Small random-weight checkpoints and their exports, made once per test process (a few seconds each).
+"""Small random-weight checkpoints and their exports, made once per test process (about a second each).
 
 Tests that change files must work on a copy (:func:`copy_export`), never on the cached export.
+Torch runs these tiny models on one thread: on the shared 2-core machine, waking a second
+thread for each 32-wide matmul made an export 4x slower under load. Import ``one_torch_thread``
+into a test module to apply it to each of its tests (an autouse fixture; the setting is restored).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+
+@contextlib.contextmanager
+def torch_threads(n: int = 1) -> Iterator[None]:
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    with torch_threads(1):
+        yield
+
 
 SMALL = {"dim": 32, "depth": 3, "heads": 2, "descriptor_dim": 16, "prune_at": 1, "offset_hidden": 16}
 
@@ -40,7 +65,8 @@ def small_export(keep_ratio: float = 0.64, street: tuple[int, int] = (16, 64), s
 
     root = Path(tempfile.mkdtemp(prefix="edge-geoloc-export-"))
     ckpt = make_checkpoint(root / "small.pt", small_config(keep_ratio, street), seed)
-    export_model(ckpt, root / "small", parity_samples=2)
+    with torch_threads(1):
+        export_model(ckpt, root / "small", parity_samples=2)
     return root / "small"
 
 

@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from exportkit import make_checkpoint, small_config, small_export  # noqa: E402
+from exportkit import make_checkpoint, one_torch_thread, small_config, small_export  # noqa: E402, F401 (autouse fixture)
 
 from edge_geoloc.export import parity as parity_mod  # noqa: E402
 from edge_geoloc.export.onnx_export import ExportError, export_model  # noqa: E402

@@ -7,7 +7,7 @@ import yaml
 
 pytest.importorskip("torch")  # the fixture export needs torch; the card itself does not
 
-from exportkit import copy_export, small_export
+from exportkit import copy_export, one_torch_thread, small_export  # noqa: F401 (autouse fixture)
 
 from edge_geoloc.config import dump_config, load_config
 from edge_geoloc.runtime.card import CARD_FILE, CardError, ModelCard, load_card, sha256_of, verify

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("torch")  # the fixture export needs torch; the encoders under test do not
 
-from exportkit import copy_export, panoramas, small_export
+from exportkit import copy_export, one_torch_thread, panoramas, small_export  # noqa: F401 (autouse fixture)
 from fake_tensorrt import FakeCuda, FakeTensorRT
 
 from edge_geoloc.export.tensorrt_build import compile_model

@@ -14,7 +14,7 @@ import yaml
 
 pytest.importorskip("torch")  # the fixture export needs torch
 
-from exportkit import copy_export, panoramas, small_export
+from exportkit import copy_export, one_torch_thread, panoramas, small_export  # noqa: F401 (autouse fixture)
 from fake_tensorrt import FakeCuda, FakeTensorRT
 
 from edge_geoloc.export.tensorrt_build import compile_model

@@ -7,6 +7,11 @@ profile comes from the model card, so the engine accepts exactly the batches the
 preallocated buffers hold. Each engine gets a sidecar (TensorRT version, GPU, compute
 capability, precision, the ONNX sha256, the profile) that the runtime checks before loading.
 No torch here: this runs on the device.
+
+The pruned aerial graph puts its kept patch indices back in spatial order with an INT64 TopK;
+onnx-tensorrt lists INT32/INT64 TopK from TensorRT 10 (JetPack 6), while 8.x parses float TopK
+only, so a pruned export needs TensorRT >= 10 (an unpruned one, keep ratio 1, has no TopK).
+Not verified on hardware here: no TensorRT on these machines.
 """
 
 from __future__ import annotations

@@ -125,7 +125,23 @@ def prepare(case: Case, keep_ratio: float | None, work: Path, demo: Path | None)
     return out, encoder_graph(model, case.branch, load_card(out).aerial.keep_ratio)
 
 
-def bench_case(case: Case, work: Path, demo: Path | None, threads: int) -> list[dict]:
+def parity_note(model_dir: Path) -> str | None:
+    """One line from an export's report: the ORT-vs-torch parity its export checked."""
+    path = model_dir / "report.json"
+    if not path.exists():
+        return None
+    r = json.loads(path.read_text())
+    checks = [v for b in ("street", "aerial") for v in r["parity"][b].values()]
+    kept = [v["kept_equal"] for v in checks if "kept_equal" in v]
+    return (
+        f"export {r['config']} keep {r['keep_ratio']:g}: parity max |diff| {max(v['max_abs'] for v in checks):.1e},"
+        f" min cosine {min(v['min_cosine'] for v in checks):.7f}"
+        + (f", kept patches equal: {all(kept)}" if kept else "")
+        + f", export {r['export_seconds']:.0f} s"
+    )
+
+
+def bench_case(case: Case, work: Path, demo: Path | None, threads: int, notes: list[str]) -> list[dict]:
     """Rows for one case. Every runner (torch and ONNX Runtime, at each keep ratio) takes its turn in
     each iteration, so all of them see the same machine load: the ratios hold on a shared machine."""
     import torch
@@ -138,6 +154,9 @@ def bench_case(case: Case, work: Path, demo: Path | None, threads: int) -> list[
     runners = {}  # (keep, backend) -> (fn, encoder)
     for keep in case.keep_ratios:
         model_dir, graph = prepare(case, keep, work, demo)
+        note = parity_note(model_dir)
+        if note and note not in notes:
+            notes.append(note)
         encoder = OrtEncoder(model_dir, case.branch, intra_op_threads=threads, inter_op_threads=1)
         k = encoder.card.aerial.keep_ratio
 
@@ -259,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="edge-geoloc-bench-") as tmp:
         for case in cases(args.quick, demo_label):
-            rows.extend(bench_case(case, Path(tmp), demo, args.threads))
+            rows.extend(bench_case(case, Path(tmp), demo, args.threads, notes))
             peaks.append(matmul_peak_gflops(args.threads, n_peak))  # between cases: the load changes
             print(
                 f"  done {case.label} {case.branch} ({time.perf_counter() - t0:.0f} s)",

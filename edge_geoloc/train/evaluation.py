@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_geoloc.data.vigor import open_protocol
+from edge_geoloc.data.vigor import VigorDataset, open_protocol
 from edge_geoloc.evaluate import (
     CIRCULAR_SCOPES,
     VIGOR_SCOPE,
@@ -137,8 +137,13 @@ def evaluate_checkpoint(
         "results": [],
     }
     sizes = ((cfg.street.height, cfg.street.width), (cfg.aerial.height, cfg.aerial.width))
+    trained_on = (state.get("train_config") or {}).get("train_cities")
     for protocol in protocols:
-        ds = open_protocol(data, protocol, "test")
+        if protocol == "same_area" and trained_on:
+            # Same-area means the cities the model was trained in (their held-out panoramas).
+            ds = VigorDataset(data, trained_on, "same_area_test")
+        else:
+            ds = open_protocol(data, protocol, "test")
         pairs = load_pairs(ds, *sizes)
         n = len(pairs)
         queries = np.arange(n)

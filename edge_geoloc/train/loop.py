@@ -195,7 +195,7 @@ class Trainer:
             a_pos = a[:b]
             loss_r = self.loss_fn(s.float(), a_pos.float())
             loss = loss_r
-            parts = {"retrieval": float(loss_r)}
+            parts = {"retrieval": float(loss_r.detach())}
             if self.with_semi:
                 a_semi = a[b:]
                 iou = batch.iou.to(self.device)
@@ -203,17 +203,17 @@ class Trainer:
                 if self.cfg.loss.iou_weight > 0:
                     loss_i = iou_semi_positive(s.float(), a_pos.float(), a_semi.float(), iou[:b], iou[b:])
                     loss = loss + self.cfg.loss.iou_weight * loss_i
-                    parts["iou"] = float(loss_i)
+                    parts["iou"] = float(loss_i.detach())
                 if self.cfg.loss.offset_weight > 0:
                     pred = self.model.offset(torch.cat([s, s]).float(), a.float())
                     loss_o = offset_l2(pred, off, self.mcfg.tile_m)
                     loss = loss + self.cfg.loss.offset_weight * loss_o
-                    parts["offset"] = float(loss_o)
+                    parts["offset"] = float(loss_o.detach())
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
         self.scaler.update()
-        parts["loss"] = float(loss)
+        parts["loss"] = float(loss.detach())
         return parts
 
     def run(self, resume: bool = False) -> list[dict]:
@@ -233,7 +233,9 @@ class Trainer:
         train, val = self.load_data()
         tiles = train.label
         sampler = GeoBatchSampler(train.street_en, tiles, self.cfg.batch_size, self.cfg.neighbours, self.cfg.seed)
-        steps_per_epoch = len(sampler)
+        # Overlap-free batching may fill fewer batches in some epochs: a fixed count per epoch (the first
+        # epoch's), topped up by repeating early batches, keeps the step count and the LR schedule fixed.
+        steps_per_epoch = len(sampler.batches(0))
         if self.cfg.max_steps_per_epoch:
             steps_per_epoch = min(steps_per_epoch, self.cfg.max_steps_per_epoch)
         if steps_per_epoch == 0:
@@ -242,7 +244,8 @@ class Trainer:
         t_start = time.time() - (metrics[-1]["elapsed_s"] if metrics else 0.0)
         best = max((m.get("R@1", -1) for m in metrics), default=-1)
         for epoch in range(start_epoch, self.cfg.epochs):
-            batches = sampler.batches(epoch)[:steps_per_epoch]
+            batches = sampler.batches(epoch)
+            batches = (batches * (steps_per_epoch // max(len(batches), 1) + 1))[:steps_per_epoch]
             first = start_step if epoch == start_epoch else 0
             bar = tqdm(range(first, steps_per_epoch), desc=f"epoch {epoch + 1}/{self.cfg.epochs}", unit="step")
             running: dict[str, float] = {}

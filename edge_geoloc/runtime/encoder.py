@@ -16,7 +16,6 @@ then ONNX Runtime's CUDA provider, then ONNX Runtime on the CPU, and records why
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import logging
 import os
 from abc import ABC, abstractmethod
@@ -180,10 +179,6 @@ class BackendProbe:
                 return list(ort.get_available_providers())
 
             self.ort_providers = providers
-
-
-def tensorrt_installed() -> bool:
-    return importlib.util.find_spec("tensorrt") is not None
 
 
 def open_encoder(

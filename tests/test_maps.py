@@ -12,6 +12,7 @@ import yaml
 from mapkit import (
     CENTER,
     CRS,
+    descriptor_field,
     descriptor_map,
     pattern,
     small_tiling,
@@ -25,8 +26,18 @@ from edge_geoloc.cli import main
 from edge_geoloc.config import ConfigError
 from edge_geoloc.geo import MapCRS
 from edge_geoloc.maps import BundleError, MapIndex, ShardGrid, hilbert_key
-from edge_geoloc.maps.build import build_map, plan_build, run_build, work_dir_for
-from edge_geoloc.maps.bundle import DESCRIPTORS, MANIFEST, Bundle, shard_file
+from edge_geoloc.maps.build import (
+    assemble,
+    build_from_descriptors,
+    build_map,
+    build_shard,
+    pending_shards,
+    plan_build,
+    plan_from_descriptors,
+    run_build,
+    work_dir_for,
+)
+from edge_geoloc.maps.bundle import DESCRIPTORS, MANIFEST, Bundle, EncoderInfo, RegionInfo, shard_file
 from edge_geoloc.maps.extract import extract_corridor
 from edge_geoloc.maps.sources import SourceError, open_source
 from edge_geoloc.world.region import Region
@@ -161,6 +172,39 @@ def test_shard_lru_stays_under_its_cap_and_changes_nothing(field_map):
     e, n = tiling.centre(tiling.tile_id(4, 4))
     scoped.search(q[0], (e, n, 60.0), k=3, method="hnsw")
     assert scoped.loaded_shards() == [0]
+
+
+def test_projected_graphs_find_what_exact_search_finds_on_low_rank_descriptors(tmp_path):
+    tiling = small_tiling(24, 24)
+    rng = np.random.default_rng(5)
+    low = descriptor_field(tiling, dim=6, seed=5, noise=0.2)
+    desc = low @ rng.standard_normal((6, 32)) + 0.01 * rng.standard_normal((len(tiling), 32))
+    desc = (desc / np.linalg.norm(desc, axis=1, keepdims=True)).astype(np.float32)
+    path = build_from_descriptors(
+        tmp_path / "proj",
+        crs=CRS,
+        tiling=tiling,
+        tile_ids=np.arange(len(tiling)),
+        descriptors=desc,
+        encoder=EncoderInfo(model="low", aerial_sha256="ab" * 32, card_sha256="", descriptor_dim=32, backend="test"),
+        region=RegionInfo("low", *CENTER, "descriptors"),
+        tile_px=32,
+        shard_tiles=12,
+        hnsw_dim=8,
+    )
+    index = MapIndex.open(path, verify="full")
+    assert index.manifest.hnsw.dim == 8 and len(list((path / "shards").glob("*.proj.npy"))) == 4
+    q = desc[rng.integers(len(desc), size=30)] + 0.02 * rng.standard_normal((30, 32))
+    same = sum(np.array_equal(index.search(v, None, k=5, method="hnsw").ids, brute_force(index, v, None, 5)) for v in q)
+    assert same >= 28
+    # The projection is checked like every shard file.
+    bad = copy_bundle(path, tmp_path / "badproj")
+    f = next((bad / "shards").glob("*.proj.npy"))
+    data = bytearray(f.read_bytes())
+    data[-3] ^= 0x10
+    f.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"proj\.npy: sha256"):
+        MapIndex.open(bad).search(q[0], None, k=3, method="hnsw")
 
 
 # --- refusals -------------------------------------------------------------------------------------
@@ -393,11 +437,6 @@ def test_parallel_and_cluster_style_builds_equal_the_serial_one(tmp_path):
     parallel, _, _ = descriptor_map(tmp_path / "parallel", workers=2)
     assert files_of(parallel) == files_of(serial)
     # The cluster path: plan, shard tasks in any order (as a Ray/Dask map would run them), assemble.
-    from mapkit import descriptor_field
-
-    from edge_geoloc.maps.build import assemble, build_shard, pending_shards, plan_from_descriptors
-    from edge_geoloc.maps.bundle import EncoderInfo, RegionInfo
-
     work = plan_from_descriptors(
         tmp_path / "cluster",
         crs=CRS,
@@ -467,3 +506,30 @@ def test_plan_refuses_to_resume_with_other_settings(small_model, tmp_path):
         plan_build(region, small_model, tmp_path / "m", shard_m=96.0, batch=8)
     out = run_build(work_dir_for(tmp_path / "m"), progress=False)
     assert Bundle(out, verify="full").manifest.tiles > 0
+
+
+def test_a_dataset_city_localized_through_its_map(small_model, tmp_path):
+    from edge_geoloc.data.synth import SynthConfig, synthesize
+    from edge_geoloc.data.vigor import VigorDataset
+    from edge_geoloc.maps.evaluate import evaluate_map
+
+    region = tmp_path / "Mini.yaml"
+    region.write_text("name: Mini\ncenter_lat: 60.0\ncenter_lon: 18.0\nsize_m: 200\nstyle: downtown\nseed: 2\n")
+    cfg = SynthConfig(regions=[str(region)], panoramas_per_city=8, satellite_px=32, panorama_px=(16, 64), seed=1)
+    synthesize(cfg, tmp_path / "ds", workers=1, progress=False)
+    out = build_map(region, small_model, tmp_path / "map", progress=False)
+    # The map tiles the world exactly as the dataset did: the same tile centres.
+    ds = VigorDataset(tmp_path / "ds", split="cross_area")
+    tiles = Bundle(out).tiles
+    got = np.stack([tiles["lat"], tiles["lon"]], axis=1)
+    want = np.stack([ds.sat_lat, ds.sat_lon], axis=1)  # as written in the file names (rounded)
+    got, want = got[np.lexsort(got.T[::-1])], want[np.lexsort(want.T[::-1])]
+    assert got.shape == want.shape and np.allclose(got, want, rtol=0, atol=1e-6)
+    report = evaluate_map(out, small_model, tmp_path / "ds", scopes_m=(200.0, 60.0))
+    assert report["city"] == "Mini" and report["panoramas"] == len(ds)
+    for scope in ("200m", "60m"):
+        r = report[scope]
+        assert r["top1_equals_exact"] == 1.0
+        assert set(r) == {"top1_equals_exact", "centre", "offset", "fused"} and 0 <= r["centre"]["acc@50m"] <= 100
+    # With the prior within 100 m per axis and a 200 m scope, every panorama has candidates.
+    assert report["200m"]["centre"]["no_candidate_pct"] == 0.0

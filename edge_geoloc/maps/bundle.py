@@ -317,7 +317,9 @@ class Bundle:
             f = self.path / shard_file(sid)
             size = f.stat().st_size if f.exists() else None
             if size != nbytes:
-                what = "missing" if size is None else f"{size} bytes, the manifest says {nbytes} (truncated or replaced)"
+                what = (
+                    "missing" if size is None else f"{size} bytes, the manifest says {nbytes} (truncated or replaced)"
+                )
                 raise BundleError(f"{f}: {what}")
             if self.projected and not (self.path / shard_file(sid, ".proj.npy")).exists():
                 raise BundleError(f"{self.path / shard_file(sid, '.proj.npy')}: missing")

@@ -1,4 +1,4 @@
-"""`edge-geoloc map build | info | extract | shard | assemble` (registration imports nothing heavy)."""
+"""`edge-geoloc map build | info | extract | evaluate | shard | assemble` (registration imports nothing heavy)."""
 
 from __future__ import annotations
 
@@ -94,6 +94,35 @@ def _extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from edge_geoloc.maps.evaluate import evaluate_map
+
+    report = evaluate_map(
+        args.map,
+        args.model,
+        args.dataset,
+        city=args.city,
+        split=args.split,
+        noise_m=args.noise_m,
+        seed=args.seed,
+        limit=args.limit,
+        temperature=args.temperature,
+        backend=args.backend,
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    print(f"{report['city']}: {report['panoramas']} panoramas, prior +-{report['noise_m']:g} m")
+    for key, value in report.items():
+        if isinstance(value, dict):
+            pos = "  ".join(
+                f"{m} median {v['median_m']:.1f} m, <=5 m {v['acc@5m']:.1f}%"
+                for m, v in value.items()
+                if isinstance(v, dict)
+            )
+            print(f"  scope {key:>6}: top-1 = exact {value['top1_equals_exact'] * 100:.1f}%  {pos}")
+    return 0
+
+
 def _shard(args: argparse.Namespace) -> int:
     from edge_geoloc.maps.build import build_shard, pending_shards
 
@@ -149,6 +178,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--workers", type=int, default=1, help="processes indexing shards")
     e.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     e.set_defaults(func=_extract)
+
+    v = msub.add_parser("evaluate", help="localize a dataset's panoramas through a map (device path)")
+    v.add_argument("--map", required=True, help="bundle folder of the dataset's city")
+    v.add_argument("--model", required=True, help="export folder (street encoder, offset head, model card)")
+    v.add_argument("--dataset", required=True, help="VIGOR-layout dataset root")
+    v.add_argument("--city", default=None, help="city in the dataset (default: the map's region name)")
+    v.add_argument("--split", default="cross_area", help="same_area_test, same_area_train or cross_area")
+    v.add_argument("--noise-m", type=float, default=100.0, help="prior noise, uniform +- on each axis")
+    v.add_argument("--temperature", type=float, default=0.05, help="fusion temperature")
+    v.add_argument("--limit", type=int, default=None, help="at most this many panoramas")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--backend", default="auto", help="street encoder backend")
+    v.add_argument("--json", default=None, help="also write the report here")
+    v.set_defaults(func=_evaluate)
 
     s = msub.add_parser("shard", help="run shard tasks of a planned build (what a cluster node runs)")
     s.add_argument("--work", required=True, help="the build's work folder (OUT.building)")

@@ -61,6 +61,7 @@ class CostModel:
     hnsw_base_us: float = 25.0  # per shard graph query (Python call, result arrays)
     hnsw_ns_per_ef_dim: float = 3.0  # per ef per graph dimension
     min_fraction: float = 0.05  # a cut shard with less of its tiles in scope is always scanned
+    oversample: float = 2.0  # graph neighbours asked of a cut shard: oversample * k / (fraction in scope)
 
     def scan_us(self, n: int, dim: int) -> float:
         return self.scan_base_us + n * dim * self.scan_ns_per_element * 1e-3
@@ -166,10 +167,16 @@ class MapIndex:
         self.margin = 1e-3 if self.hdim == self.dim else 0.1
         self.stats = _Stats()
         self.cache = _LRU(int(memory_cap_mb * 2**20), self.stats)
-        self.desc = bundle.descriptors
-        tiles = bundle.tiles
-        self._tile_east = tiles["east"]
-        self._tile_north = tiles["north"]
+        # Plain ndarray views of the memory maps (np.memmap's per-access bookkeeping costs microseconds).
+        self.desc = np.asarray(bundle.descriptors)
+        tiles = np.asarray(bundle.tiles)
+        self._ids, self._east, self._north = tiles["id"], tiles["east"], tiles["north"]
+        self._lat, self._lon = tiles["lat"], tiles["lon"]
+        shards = bundle.shards
+        self._starts, self._counts = shards["start"].tolist(), shards["count"].tolist()
+        self._shard_pos = bundle.shard_pos.tolist()
+        t = self.tiling
+        self._geo = (t.east_min, t.north_max, t.stride_m, t.n_rows, t.n_cols, self.grid.shard_tiles, self.grid.n_cols)
         self._buf = np.empty((CHUNK_ROWS, self.dim), dtype=np.float32)
 
     @classmethod
@@ -239,43 +246,43 @@ class MapIndex:
 
     def scope_parts(self, scope: Scope | None) -> list[_Part]:
         """The shards a scope touches, each whole or with its in-scope local rows."""
-        shards = self.bundle.shards
         if scope is None:
-            return [_Part(p, int(s["start"]), int(s["count"]), None) for p, s in enumerate(shards)]
+            return [_Part(p, a, c, None) for p, (a, c) in enumerate(zip(self._starts, self._counts))]
         e, n, r = scope
-        t, s = self.tiling, self.tiling.stride_m
+        e0, n1, s, n_rows, n_cols, st, g_cols = self._geo
+        # Tiling rows and columns whose centres the disc's bounding box holds.
+        c_lo = max(0, math.ceil((e - r - e0) / s - 1e-9))
+        c_hi = min(n_cols - 1, math.floor((e + r - e0) / s + 1e-9))
+        r_lo = max(0, math.ceil((n1 - n - r) / s - 1e-9))
+        r_hi = min(n_rows - 1, math.floor((n1 - n + r) / s + 1e-9))
+        if c_lo > c_hi or r_lo > r_hi:
+            return []
         parts = []
-        for sid in self.grid.shards_near(e, n, r):
-            pos = int(self.bundle.shard_pos[sid])
-            if pos < 0:
-                continue
-            r0, r1, c0, c1 = self.grid.cell(int(sid))
-            ce = t.east_min + np.array([c0, c1 - 1]) * s
-            cn = t.north_max - np.array([r0, r1 - 1]) * s
-            start, count = int(shards[pos]["start"]), int(shards[pos]["count"])
-            far = np.max((ce[:, None] - e) ** 2 + (cn[None, :] - n) ** 2)
-            if far <= r * r:
-                parts.append(_Part(pos, start, count, None))
-                continue
-            # Rows and columns of the shard within the disc's bounding box, then the disc itself.
-            lc0 = max(c0, math.ceil((e - r - t.east_min) / s - 1e-9))
-            lc1 = min(c1 - 1, math.floor((e + r - t.east_min) / s + 1e-9))
-            lr0 = max(r0, math.ceil((t.north_max - n - r) / s - 1e-9))
-            lr1 = min(r1 - 1, math.floor((t.north_max - n + r) / s + 1e-9))
-            if lc0 > lc1 or lr0 > lr1:
-                continue
-            cols = np.arange(lc0, lc1 + 1)
-            rows = np.arange(lr0, lr1 + 1)
-            de2 = (t.east_min + cols * s - e) ** 2
-            dn2 = (t.north_max - rows * s - n) ** 2
-            inside = dn2[:, None] + de2[None, :] <= r * r
-            if not inside.any():
-                continue
-            local = self._slots(pos)[lr0 - r0 : lr1 - r0 + 1, lc0 - c0 : lc1 - c0 + 1][inside]
-            local = np.sort(local[local >= 0])
-            if len(local) == 0:
-                continue
-            parts.append(_Part(pos, start, count, None if len(local) == count else local))
+        r2 = r * r
+        for sr in range(r_lo // st, r_hi // st + 1):
+            for sc in range(c_lo // st, c_hi // st + 1):
+                pos = self._shard_pos[sr * g_cols + sc]
+                if pos < 0:
+                    continue
+                r0, c0 = sr * st, sc * st
+                r1, c1 = min(r0 + st, n_rows) - 1, min(c0 + st, n_cols) - 1  # inclusive
+                start, count = self._starts[pos], self._counts[pos]
+                fe = max(abs(e0 + c0 * s - e), abs(e0 + c1 * s - e))
+                fn = max(abs(n1 - r0 * s - n), abs(n1 - r1 * s - n))
+                if fe * fe + fn * fn <= r2:  # the shard's farthest tile centre is inside: all of it
+                    parts.append(_Part(pos, start, count, None))
+                    continue
+                lc0, lc1, lr0, lr1 = max(c0, c_lo), min(c1, c_hi), max(r0, r_lo), min(r1, r_hi)
+                if lc0 > lc1 or lr0 > lr1:
+                    continue
+                de2 = (e0 + np.arange(lc0, lc1 + 1) * s - e) ** 2
+                dn2 = (n1 - np.arange(lr0, lr1 + 1) * s - n) ** 2
+                inside = dn2[:, None] + de2[None, :] <= r2
+                local = self._slots(pos)[lr0 - r0 : lr1 - r0 + 1, lc0 - c0 : lc1 - c0 + 1][inside]
+                local = np.sort(local[local >= 0])
+                if len(local) == 0:
+                    continue
+                parts.append(_Part(pos, start, count, None if len(local) == count else local))
         return parts
 
     def _choose(self, parts: list[_Part], k: int, method: str) -> None:
@@ -286,7 +293,7 @@ class MapIndex:
                 p.method = "scan"
                 continue
             frac = p.n / p.count
-            p.k = min(p.count, math.ceil(kc / frac * (1.0 if p.local is None else 2.0)))
+            p.k = min(p.count, math.ceil(kc / frac * (1.0 if p.local is None else self.cost.oversample)))
             if method == "hnsw":
                 p.method = "hnsw"
                 continue
@@ -310,9 +317,24 @@ class MapIndex:
             np.dot(buf, q.T, out=out[s:e])
         return out
 
+    def _rescore(self, rows: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """Final scores of candidate rows against one query, each computed alone (an element-wise
+        product summed per row): a tile's score does not depend on which other rows share the call,
+        so every strategy ranks the same candidates identically."""
+        if len(rows) == 0:
+            return np.zeros(0, np.float32)
+        block = (
+            _to_f32(self.desc[rows], self._buf[: len(rows)])
+            if len(rows) <= CHUNK_ROWS
+            else self.desc[rows].astype(np.float32)
+        )
+        return np.einsum("ij,j->i", block, q)
+
     def _verify(self, parts: Sequence[_Part]) -> None:
+        done = self.bundle._verified
         for p in parts:
-            self.bundle.verify_shard(p.pos)
+            if p.pos not in done:
+                self.bundle.verify_shard(p.pos)
 
     # --- search -----------------------------------------------------------------------------------
 
@@ -324,16 +346,15 @@ class MapIndex:
             raise ValueError(
                 f"expected descriptors of dim {self.dim} (this map's encoder), got shape {np.shape(descriptors)}"
             )
-        bad = ~np.all(np.isfinite(q), axis=1)
-        if np.any(bad):
-            i = int(np.argmax(bad))
+        norm2 = np.einsum("ij,ij->i", q, q)
+        if not np.all(np.isfinite(norm2)):  # a NaN or inf anywhere makes the squared norm non-finite
+            i = int(np.argmax(~np.isfinite(norm2)))
             raise ValueError(
                 f"descriptor {i} has {int(np.sum(~np.isfinite(q[i])))} non-finite values (NaN or inf); not searching with it"
             )
-        norm = np.linalg.norm(q, axis=1)
-        if np.any(norm == 0):
-            raise ValueError(f"descriptor {int(np.argmax(norm == 0))} is all zeros; not searching with it")
-        return np.ascontiguousarray(q / norm[:, None])
+        if np.any(norm2 == 0):
+            raise ValueError(f"descriptor {int(np.argmax(norm2 == 0))} is all zeros; not searching with it")
+        return np.ascontiguousarray(q / np.sqrt(norm2)[:, None])
 
     def _check_scope(self, scope: Scope | None) -> Scope | None:
         if scope is None:
@@ -413,7 +434,6 @@ class MapIndex:
         n_in = sum(p.n for p in parts)
         # Candidates per query: (rows, exact scores); the graph parts' filtered shortfalls for the check.
         cand_rows: list[list[np.ndarray]] = [[] for _ in range(m)]
-        cand_scores: list[list[np.ndarray]] = [[] for _ in range(m)]
         short: list[list[tuple[_Part, float]]] = [[] for _ in range(m)]
 
         scan = [p for p in parts if p.method == "scan"]
@@ -430,7 +450,6 @@ class MapIndex:
             )
             for j in range(m):
                 cand_rows[j].append(rows[top[:, j]])
-                cand_scores[j].append(scores[top[:, j], j])
 
         graph_rows: list[list[np.ndarray]] = [[] for _ in range(m)]
         for p in (p for p in parts if p.method == "hnsw"):
@@ -455,35 +474,32 @@ class MapIndex:
 
         results = []
         for j in range(m):
-            rows_g = np.concatenate(graph_rows[j]) if graph_rows[j] else np.zeros(0, np.int64)
-            if len(rows_g):
-                rows_g = np.sort(rows_g)
-                cand_rows[j].append(rows_g)
-                cand_scores[j].append(self._score_rows(rows_g, q[j : j + 1])[:, 0])
-            rows_j = np.concatenate([np.zeros(0, np.int64), *cand_rows[j]])
-            scores_j = np.concatenate([np.zeros(0, np.float32), *cand_scores[j]])
+            rows_j = np.unique(np.concatenate([np.zeros(0, np.int64), *cand_rows[j], *graph_rows[j]]))
+            scores_j = self._rescore(rows_j, q[j])
             # A cut shard whose filtered graph results ran out while still above the k-th best is scanned.
             if short[j]:
                 tau = np.partition(scores_j, len(scores_j) - k)[len(scores_j) - k] if len(scores_j) >= k else -np.inf
                 extra = [p.start + p.local for p, worst in short[j] if worst >= tau - self.margin]  # type: ignore[operator]
                 if extra:
                     rows_x = np.setdiff1d(np.concatenate(extra), rows_j)
-                    rows_j = np.concatenate([rows_j, rows_x])
-                    scores_j = np.concatenate([scores_j, self._score_rows(rows_x, q[j : j + 1])[:, 0]])
+                    if len(rows_x):
+                        sx = self._score_rows(rows_x, q[j : j + 1])[:, 0]
+                        rows_x = rows_x[np.argpartition(-sx, min(k, len(sx)) - 1)[:k]]
+                        rows_j = np.concatenate([rows_j, rows_x])
+                        scores_j = np.concatenate([scores_j, self._rescore(rows_x, q[j])])
             order = np.lexsort((rows_j, -scores_j))[:k]  # ties broken by row: deterministic
             rows_k = rows_j[order]
             kinds = {p.method for p in parts}
             used = "mixed" if len(kinds) > 1 else kinds.pop()
             self.stats.methods[used] = self.stats.methods.get(used, 0) + 1
-            t = self.bundle.tiles[rows_k]
             results.append(
                 SearchResult(
-                    ids=t["id"].copy(),
+                    ids=self._ids[rows_k],
                     scores=scores_j[order].astype(np.float32),
-                    east=t["east"].copy(),
-                    north=t["north"].copy(),
-                    lat=t["lat"].copy(),
-                    lon=t["lon"].copy(),
+                    east=self._east[rows_k],
+                    north=self._north[rows_k],
+                    lat=self._lat[rows_k],
+                    lon=self._lon[rows_k],
                     rows=rows_k,
                     in_scope=n_in,
                     method=used,

@@ -21,6 +21,7 @@ COMMAND_MODULES: list[str] = [
     "edge_geoloc.train.cli",
     "edge_geoloc.export.cli",
     "edge_geoloc.maps.cli",
+    "edge_geoloc.localize.cli",
 ]
 
 

@@ -1,0 +1,103 @@
+"""From a scoped search's top-k tiles to a position likelihood, and from a few rolls to a heading.
+
+Position: each candidate tile gives a place (its centre, plus the offset head's east/north offset
+when the export has one) and a weight ``softmax(similarity / T)`` among the top-k (the same
+similarity weighting as :func:`edge_geoloc.evaluate.fuse`, kept as a mixture instead of averaged:
+the filter weighs its particles by the mixture, so the prior decides between distant candidates).
+The spread of each component is about the tile stride (the tile says "somewhere around here").
+
+Heading: the panorama rolled to the filter's heading and by +-delta, each scored against the
+matched tile's descriptor; a parabola through the three gives the heading correction (the same
+parabola as :func:`edge_geoloc.localize.heading.rotation_search`, here on a three-point window that
+reuses the retrieval's own encode, so a heading costs two extra encodes per frame, not twenty).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_geoloc.geo.crs import wrap_deg
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Candidate places of one frame: a mixture for the filter."""
+
+    east: np.ndarray
+    north: np.ndarray
+    weights: np.ndarray  # sum to 1
+    scores: np.ndarray
+    ids: np.ndarray
+    sigma_m: float  # spread of each component
+
+    @property
+    def centres(self) -> np.ndarray:
+        return np.stack([self.east, self.north], axis=1)
+
+    def fused(self) -> tuple[float, float]:
+        """The similarity-weighted mean (what a single-position consumer would use)."""
+        return float(self.weights @ self.east), float(self.weights @ self.north)
+
+
+def softmax_weights(scores: np.ndarray, temperature: float) -> np.ndarray:
+    s = np.asarray(scores, dtype=np.float64)
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    z = (s - s.max()) / temperature
+    w = np.exp(z)
+    return w / w.sum()
+
+
+def rotate_offsets(offsets_en: np.ndarray, convergence_deg: float) -> np.ndarray:
+    """Offsets measured in a true-north tile -> grid east/north (as the tile corners are rotated in aerial.py)."""
+    g = np.radians(convergence_deg)
+    cg, sg = np.cos(g), np.sin(g)
+    ox, oy = offsets_en[:, 0], offsets_en[:, 1]
+    return np.stack([ox * cg - oy * sg, ox * sg + oy * cg], axis=1)
+
+
+def candidates(
+    ids: np.ndarray,
+    scores: np.ndarray,
+    east: np.ndarray,
+    north: np.ndarray,
+    temperature: float,
+    sigma_m: float,
+    offsets_en: np.ndarray | None = None,
+    max_offset_m: float | None = None,
+) -> Candidates:
+    """The mixture of a search result; ``offsets_en`` (k, 2) grid metres from each tile centre (offset head)."""
+    e = np.asarray(east, dtype=np.float64).copy()
+    n = np.asarray(north, dtype=np.float64).copy()
+    if offsets_en is not None:
+        off = np.asarray(offsets_en, dtype=np.float64).reshape(len(e), 2)
+        if max_offset_m is not None:
+            off = np.clip(off, -max_offset_m, max_offset_m)  # the camera stands inside its tile
+        e += off[:, 0]
+        n += off[:, 1]
+    return Candidates(e, n, softmax_weights(scores, temperature), np.asarray(scores), np.asarray(ids), float(sigma_m))
+
+
+@dataclass(frozen=True)
+class HeadingFix:
+    heading_deg: float  # camera heading, clockwise from true north
+    curvature: float  # how sharply the score peaks (score units per delta^2): low means flat, untrustworthy
+    offset: float  # vertex position in units of delta, in [-1, 1]
+
+
+def heading_from_rolls(assumed_deg: float, delta_deg: float, scores: np.ndarray) -> HeadingFix | None:
+    """Camera heading from the scores of views rolled for assumed headings ``assumed - delta, assumed, assumed + delta``.
+
+    A view rolled for an assumed camera heading ``a`` is north-aligned when ``a`` is the true
+    heading, which is when the tile's similarity peaks. None when the scores do not peak inside
+    the window (monotone or flat): the true heading is further off, and a wider search is needed.
+    """
+    s_minus, s0, s_plus = (float(v) for v in scores)
+    den = s_minus - 2 * s0 + s_plus
+    if not den < 0:
+        return None
+    # Vertex of the parabola through (-1, s-), (0, s0), (1, s+); beyond the window it is only a direction.
+    frac = float(np.clip(0.5 * (s_minus - s_plus) / den, -1.0, 1.0))
+    return HeadingFix(float(wrap_deg(assumed_deg + frac * delta_deg)), -den, frac)

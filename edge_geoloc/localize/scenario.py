@@ -1,0 +1,316 @@
+"""GPS-denied drives in the synthetic world: what the demo and the navigation benchmark run.
+
+A :class:`Scenario` is a region's world, a vehicle's true drive, the simulated GNSS receiver with
+an outage window, the vehicle's odometry, and the roof-mounted 360-degree camera. It runs the real
+loop (:class:`~edge_geoloc.localize.pipeline.Localizer`) on rendered frames, and :func:`evaluate`
+compares the fixes with the truth. The odometry-only baseline is the same particle filter fed the
+same GPS and odometry without vision (:func:`replay_without_vision`): during the outage it can
+only dead-reckon, which is exactly what vision must beat.
+
+World-side imports (rendering) happen inside functions: the loop itself stays device-side.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_geoloc.geo.crs import angle_diff_deg
+from edge_geoloc.localize.camera import CameraModel
+from edge_geoloc.localize.filter import FilterConfig, ParticleFilter
+from edge_geoloc.localize.pipeline import Fix, Localizer, LoopConfig
+from edge_geoloc.localize.prior import Odometry, SimulatedGps
+from edge_geoloc.localize.run import run_loop
+from edge_geoloc.localize.sources import Capture, Frame, SyntheticSource
+
+log = logging.getLogger(__name__)
+
+DEMO_CAMERA = CameraModel(kind="panorama", fov_deg=360.0, width_px=256, height_px=64, height_m=2.0)
+
+
+@dataclass
+class Scenario:
+    world: Any
+    trajectory: Any
+    gps: Any  # GpsLog
+    odometry: Any  # OdometryLog
+    outage: tuple[float, float] | None
+    camera: CameraModel
+    app: Any  # the drive's appearance (time of day, season)
+    rate_hz: float
+    seed: int
+
+    @property
+    def crs(self) -> Any:
+        return self.world.crs
+
+    def source(self) -> SyntheticSource:
+        return SyntheticSource(self.world, self.trajectory, self.camera, self.rate_hz, app=self.app, seed=self.seed)
+
+    def in_outage(self, t: np.ndarray) -> np.ndarray:
+        t = np.asarray(t, dtype=np.float64)
+        if self.outage is None:
+            return np.zeros(t.shape, bool)
+        return (t >= self.outage[0]) & (t < self.outage[1])
+
+
+def make_scenario(
+    world: Any,
+    seed: int = 0,
+    duration_s: float = 420.0,
+    outage: tuple[float, float] | None = (60.0, 360.0),
+    rate_hz: float = 2.0,
+    camera: CameraModel = DEMO_CAMERA,
+    margin_m: float = 48.0,
+    speed_mps: tuple[float, float] = (6.0, 12.0),
+) -> Scenario:
+    """A drive of ``duration_s`` through ``world`` with GPS denied during ``outage`` (seconds from the start).
+
+    ``margin_m`` keeps the car that far inside the world (a map tile's half-diagonal: the map covers it).
+    """
+    from edge_geoloc.world.appearance import Appearance
+    from edge_geoloc.world.sensors import GpsModel, OdometryModel
+    from edge_geoloc.world.trajectory import drive
+
+    rng = np.random.default_rng(seed)
+    traj = drive(world.roads, rng, duration_s, dt=0.1, speed_mps=speed_mps, area=world, margin_m=margin_m)
+    gps = GpsModel(seed=seed, outages=() if outage is None else (outage,)).simulate(traj, world.crs)
+    odo = OdometryModel(seed=seed + 1, speed_scale_error=0.015, yaw_rate_bias_dps=0.05).simulate(traj)
+    app = Appearance.sample(rng, "street")
+    return Scenario(world, traj, gps, odo, outage, camera, app, rate_hz, seed)
+
+
+@dataclass
+class Record:
+    """One frame of a scenario run: the fix and the truth at its time."""
+
+    t: float
+    east: float
+    north: float
+    sigma_m: float
+    heading_deg: float  # true north
+    source: str
+    mode: str
+    truth_east: float
+    truth_north: float
+    truth_heading_deg: float  # true north
+    vision_east: float = float("nan")
+    vision_north: float = float("nan")
+    total_ms: float = 0.0
+    deadline_missed: bool = False
+
+
+@dataclass
+class RunResult:
+    records: list[Record]
+    summary: dict[str, Any]
+    fixes: list[Fix] = field(default_factory=list)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        keys = Record.__dataclass_fields__
+        return {k: np.array([getattr(r, k) for r in self.records]) for k in keys}
+
+
+def run_scenario(
+    sc: Scenario,
+    encoder: Any,
+    index: Any,
+    offset: Any = None,
+    config: LoopConfig | None = None,
+    filter_config: FilterConfig | None = None,
+    use_gps: bool = True,
+    use_odometry: bool = True,
+    progress: Callable[[Frame, Fix], None] | None = None,
+    writer: Any = None,
+    frames: list[Frame] | None = None,
+) -> RunResult:
+    """The real loop over the scenario's rendered frames (rendered in the capture thread, in lockstep)."""
+    from edge_geoloc.localize.sources import ListSource
+
+    loc = Localizer(encoder, index, sc.camera, config, filter_config, offset, start_utc=sc.gps.start_utc)
+    src = ListSource(frames, "pre-rendered") if frames is not None else sc.source()
+    records: list[Record] = []
+    fixes: list[Fix] = []
+    conv = loc.convergence
+
+    def on_fix(frame: Frame, fix: Fix) -> None:
+        pose = frame.truth if frame.truth is not None else sc.trajectory.at(frame.t)
+        v = fix.vision or {}
+        records.append(
+            Record(
+                fix.t,
+                np.nan if fix.east is None else fix.east,
+                np.nan if fix.north is None else fix.north,
+                np.nan if fix.sigma_m is None else fix.sigma_m,
+                np.nan if fix.heading_deg is None else fix.heading_deg,
+                fix.source,
+                fix.mode,
+                pose.east,
+                pose.north,
+                float((pose.heading_deg + conv) % 360.0),
+                v.get("east", np.nan),
+                v.get("north", np.nan),
+                fix.total_ms,
+                fix.deadline_missed,
+            )
+        )
+        fixes.append(fix)
+        if progress is not None:
+            progress(frame, fix)
+
+    summary = run_loop(
+        loc,
+        Capture(src, mode="lockstep"),
+        SimulatedGps(sc.gps) if use_gps else None,
+        Odometry.from_log(sc.odometry) if use_odometry else None,
+        writer=writer,
+        on_fix=on_fix,
+    )
+    return RunResult(records, summary, fixes)
+
+
+def replay_without_vision(sc: Scenario, times: np.ndarray, filter_config: FilterConfig | None = None) -> np.ndarray:
+    """The odometry-only baseline: the same filter on the same GPS and odometry, no vision; (T, 2) east/north."""
+    pf = ParticleFilter(filter_config)
+    gps = SimulatedGps(sc.gps)
+    odo = Odometry.from_log(sc.odometry)
+    out = np.full((len(times), 2), np.nan)
+    conv = 0.0
+    for i, t in enumerate(times):
+        events = [(f.t, 1, f) for f in gps.poll(t)] + [(s.t, 0, s) for s in odo.poll(t)]
+        for _, kind, ev in sorted(events, key=lambda e: (e[0], e[1])):
+            if kind == 0:
+                pf.set_odometry(ev.t, ev.speed_mps, ev.yaw_rate_dps)
+            else:
+                if conv == 0.0:
+                    conv = float(sc.crs.convergence_deg(ev.lat, ev.lon))
+                course = None if ev.course_deg is None else ev.course_deg - conv
+                pf.update_gps(ev.t, ev.east, ev.north, ev.sigma_m, course, ev.course_sigma_deg())
+        if pf.initialized:
+            pf.predict(float(t))
+            est = pf.estimate()
+            out[i] = est.east, est.north
+    return out
+
+
+def _stats(err: np.ndarray) -> dict[str, float | None]:
+    err = err[np.isfinite(err)]
+    if err.size == 0:
+        return {"median": None, "p95": None, "max": None}
+    return {
+        "median": round(float(np.median(err)), 2),
+        "p95": round(float(np.percentile(err, 95)), 2),
+        "max": round(float(err.max()), 2),
+    }
+
+
+def evaluate(sc: Scenario, result: RunResult, baseline: np.ndarray | None = None) -> dict[str, Any]:
+    """Errors against the truth: overall, during the outage, the odometry-only baseline, heading, fix rate."""
+    a = result.arrays()
+    err = np.hypot(a["east"] - a["truth_east"], a["north"] - a["truth_north"])
+    herr = np.abs(angle_diff_deg(a["heading_deg"], a["truth_heading_deg"]))
+    herr = np.where(np.isfinite(a["heading_deg"]), herr, np.nan)
+    out_mask = sc.in_outage(a["t"])
+    gps = sc.gps
+    gps_err = np.hypot(*(np.stack([gps.east, gps.north]) - np.stack(_truth_at(sc, gps.t))))
+    vision_err = np.hypot(a["vision_east"] - a["truth_east"], a["vision_north"] - a["truth_north"])
+    total = _stats(err)
+    outage = _stats(err[out_mask])
+    report: dict[str, Any] = {
+        "frames": len(err),
+        "fix_rate": round(float(np.mean(a["source"] == "vision")), 4) if len(err) else 0.0,
+        "median_error_m": total["median"],
+        "p95_error_m": total["p95"],
+        "max_error_m": total["max"],
+        "outage_s": None if sc.outage is None else round(sc.outage[1] - sc.outage[0], 1),
+        "outage_median_error_m": outage["median"],
+        "outage_p95_error_m": outage["p95"],
+        "outage_max_error_m": outage["max"],
+        "outage_fix_rate": round(float(np.mean(a["source"][out_mask] == "vision")), 4) if out_mask.any() else None,
+        "median_heading_error_deg": _stats(herr)["median"],
+        "p95_heading_error_deg": _stats(herr)["p95"],
+        "vision_candidate_median_error_m": _stats(vision_err)["median"],
+        "gps_median_error_m": _stats(gps_err)["median"],
+        "sigma_coverage": round(float(np.mean(err[np.isfinite(err)] <= 2.0 * a["sigma_m"][np.isfinite(err)])), 3)
+        if np.isfinite(err).any()
+        else None,
+        "fps": result.summary.get("fps"),
+        "deadline_misses": result.summary.get("deadline_misses"),
+        "distance_km": round(sc.trajectory.length_m / 1000.0, 2),
+    }
+    if baseline is not None:
+        berr = np.hypot(baseline[:, 0] - a["truth_east"], baseline[:, 1] - a["truth_north"])
+        b = _stats(berr[out_mask])
+        report["odometry_only_outage_median_error_m"] = b["median"]
+        report["odometry_only_outage_p95_error_m"] = b["p95"]
+        report["odometry_only_outage_max_error_m"] = b["max"]
+        report["_baseline_error"] = berr
+    report["_error"] = err
+    report["_heading_error"] = herr
+    return report
+
+
+def _truth_at(sc: Scenario, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    tr = sc.trajectory.resample(np.clip(times, sc.trajectory.t[0], sc.trajectory.t[-1]))
+    return tr.east, tr.north
+
+
+def public(report: dict[str, Any]) -> dict[str, Any]:
+    """The report without its per-frame arrays (keys starting with '_')."""
+    return {k: v for k, v in report.items() if not k.startswith("_")}
+
+
+def load_world(region_path: str | Path) -> Any:
+    from edge_geoloc.world.layout import generate_world
+    from edge_geoloc.world.region import Region
+
+    return generate_world(Region.load(region_path))
+
+
+_RENDER: SyntheticSource | None = None  # set in the parent before forking render workers
+
+
+def _render_one(i: int) -> tuple[int, np.ndarray]:
+    assert _RENDER is not None
+    return i, _RENDER.render(i)[0]
+
+
+def _render_init() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core already
+
+
+def render_frames(sc: Scenario, workers: int = 2, progress: bool = False) -> list[Frame]:
+    """Every frame of the drive, rendered ahead by ``workers`` forked processes (the loop is then timed alone)."""
+    import multiprocessing as mp
+
+    from tqdm import tqdm
+
+    from edge_geoloc.world.raycast import prepare_views
+
+    global _RENDER
+    src = sc.source()
+    prepare_views(sc.world, [sc.app])  # shared by the forked workers
+    images: list[np.ndarray | None] = [None] * len(src)
+    bar = tqdm(total=len(src), unit="frame", desc="rendering camera frames", disable=not progress)
+    if workers <= 1:
+        for i in range(len(src)):
+            images[i] = src.render(i)[0]
+            bar.update()
+    else:
+        _RENDER = src
+        try:
+            with mp.get_context("fork").Pool(workers, initializer=_render_init) as pool:
+                for i, image in pool.imap_unordered(_render_one, range(len(src)), chunksize=4):
+                    images[i] = image
+                    bar.update()
+        finally:
+            _RENDER = None
+    bar.close()
+    return [Frame(i, float(t), images[i], truth=sc.trajectory.at(float(t))) for i, t in enumerate(src.times)]

@@ -8,9 +8,9 @@ torch = pytest.importorskip("torch")
 from trainkit import micro_model, tiny_dataset  # noqa: E402
 
 from edge_geoloc.cli import main  # noqa: E402
-from edge_geoloc.evaluate import retrieval_metrics  # noqa: E402
+from edge_geoloc.evaluate import ranks  # noqa: E402
 from edge_geoloc.train.checkpoint import CheckpointError, load_checkpoint, load_model  # noqa: E402
-from edge_geoloc.train.config import LossConfig, TrainConfig  # noqa: E402
+from edge_geoloc.train.config import AugmentConfig, LossConfig, TrainConfig  # noqa: E402
 from edge_geoloc.train.infer import encode_aerial, encode_street  # noqa: E402
 from edge_geoloc.train.loop import Trainer  # noqa: E402
 
@@ -23,38 +23,46 @@ def workspace(tmp_path_factory):
 
 def config(model, **kw):
     base = dict(
-        model=str(model), epochs=2, batch_size=8, lr=3e-3, warmup_steps=2, val_queries=20, threads=1,
-        train_cities=["alpha"], val_cities=["alpha"], loss=LossConfig(name="infonce", offset_weight=0.1),
+        model=str(model), epochs=2, batch_size=8, lr=1e-3, warmup_steps=2, val_queries=20, threads=1,
+        train_cities=["alpha"], val_cities=["alpha"], loss=LossConfig(name="infonce"),
+        offset_fit_epochs=3,
     )  # fmt: skip
     base.update(kw)
     return TrainConfig(**base)
 
 
-def train_recall(trainer):
+def mean_rank(trainer):
+    """Mean rank of each training query's positive among all references (chance: (M - 1) / 2)."""
     train, _ = trainer.load_data()
     s = encode_street(trainer.model, train.street)
     a = encode_aerial(trainer.model, train.aerial)
-    return retrieval_metrics(s @ a.T, train.label[:, 0])["R@5"], len(train.aerial)
+    return float(ranks(s @ a.T, train.label[:, 0]).mean()), len(train.aerial)
 
 
 def test_short_run_lowers_the_loss_and_beats_chance(workspace):
     root, data, model = workspace
-    trainer = Trainer(config(model, epochs=6), data, root / "run")
-    before, n_refs = train_recall(trainer)
+    # No augmentation: in seconds (280 steps) a ViT from scratch can only start to memorize its pairs.
+    cfg = config(model, epochs=40, lr=2e-3, augment=AugmentConfig(rotate90=False, mirror=False, colour=0.0))
+    trainer = Trainer(cfg, data, root / "run")
+    before, n_refs = mean_rank(trainer)
     metrics = trainer.run()
-    after, _ = train_recall(trainer)
-    chance = 100 * 5 / n_refs
-    assert metrics[-1]["retrieval"] < metrics[0]["retrieval"]
-    assert after > 2 * chance and after > before, (before, after, chance)
+    after, _ = mean_rank(trainer)
+    chance = (n_refs - 1) / 2
+    assert metrics[-1]["retrieval"] < metrics[0]["retrieval"] - 0.1
+    # The mean rank is the stable statistic on 60 queries (chance has a spread of about 4 ranks).
+    assert after < 0.7 * chance and after < before - 10, (before, after, chance)
+    # The offset head was fitted on the frozen best model.
+    best = load_checkpoint(root / "run" / "best.pt")
+    assert best["offset_fit"]["offset_median_m_train"] < best["offset_fit"]["offset_median_m_train_centre"]
     # Run folder: checkpoints and metrics in both formats.
     names = {p.name for p in (root / "run").iterdir()}
     assert {"checkpoint.pt", "best.pt", "metrics.json", "metrics.csv"} <= names
-    assert len(json.loads((root / "run" / "metrics.json").read_text())) == 6
+    assert len(json.loads((root / "run" / "metrics.json").read_text())) == 40
 
 
 def test_resume_continues_exactly(workspace):
     root, data, model = workspace
-    cfg = config(model, epochs=2, max_steps_per_epoch=3, save_every_steps=2)
+    cfg = config(model, epochs=2, max_steps_per_epoch=3, save_every_steps=2, offset_fit_epochs=0)
     straight = Trainer(cfg, data, root / "straight")
     straight.run()
     # Interrupted after the first epoch (its checkpoint), then resumed in a new process-like trainer.
@@ -72,7 +80,7 @@ def test_checkpoint_of_another_config_is_refused(workspace, tmp_path):
     root, data, model = workspace
     ckpt = root / "run" / "checkpoint.pt"
     trainer = Trainer(config(model), data, root / "run")
-    with pytest.raises(CheckpointError, match="another model config .*dim: checkpoint 32 vs expected 48"):
+    with pytest.raises(CheckpointError, match=r"another model config .*dim: checkpoint 32 vs expected 48"):
         load_checkpoint(ckpt, expect=trainer.mcfg.with_(dim=48))
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")

@@ -90,7 +90,7 @@ class InfoNCE(nn.Module):
 
     @property
     def temperature(self) -> float:
-        return float(1.0 / self.log_scale.exp())
+        return float(1.0 / self.log_scale.detach().exp())
 
     def forward(self, street: torch.Tensor, aerial: torch.Tensor) -> torch.Tensor:
         _check_pair(street, aerial)

@@ -21,7 +21,8 @@ class LossConfig:
     m_n: float = 0.0
     temperature: float = field(default=1 / 14, metadata=check(lambda v: v > 0, "a positive temperature"))
     iou_weight: float = field(default=0.0, metadata=check(lambda v: v >= 0, "a non-negative weight"))
-    offset_weight: float = field(default=0.1, metadata=check(lambda v: v >= 0, "a non-negative weight"))
+    # Joint offset loss (VIGOR) costs a second aerial encode per query; 0 leaves the head to offset_fit_epochs.
+    offset_weight: float = field(default=0.0, metadata=check(lambda v: v >= 0, "a non-negative weight"))
 
     def retrieval_kwargs(self) -> dict[str, float]:
         if self.name == "triplet":
@@ -61,6 +62,8 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads; 0: all cores
     save_every_steps: int = 0  # also checkpoint inside an epoch (0: only at its end)
     max_steps_per_epoch: int = 0  # 0: the whole epoch (tests and smoke runs set a limit)
+    # After training, fit the offset head on the frozen best model's descriptors (see offset_fit.py).
+    offset_fit_epochs: int = field(default=30, metadata=check(lambda v: v >= 0, "a non-negative number of epochs"))
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:

@@ -34,6 +34,7 @@ from edge_geoloc.train.augment import circular_shift, colour_jitter, mirror, rot
 from edge_geoloc.train.checkpoint import load_checkpoint, load_model, model_state, save_checkpoint
 from edge_geoloc.train.config import TrainConfig
 from edge_geoloc.train.infer import crop_fov, encode_aerial, encode_street, input_specs, to_tensor
+from edge_geoloc.train.offset_fit import fit_offset_head
 from edge_geoloc.train.pairs import PairSet, load_pairs
 from edge_geoloc.train.sampler import GeoBatchSampler
 
@@ -273,6 +274,15 @@ class Trainer:
                 best = row["R@1"]
                 save_checkpoint(self.out / "best.pt", self.state(epoch + 1, 0, metrics))
             write_metrics(self.out, metrics)
+        best_path = self.out / "best.pt"
+        if self.cfg.offset_fit_epochs and best_path.exists() and not load_checkpoint(best_path).get("offset_fit"):
+            best_state = load_checkpoint(best_path, expect=self.mcfg)
+            self.model.load_state_dict(best_state["model"])
+            fit = fit_offset_head(self.model, train, val, epochs=self.cfg.offset_fit_epochs, seed=self.cfg.seed)
+            best_state["model"] = self.model.state_dict()
+            best_state["offset_fit"] = fit
+            best_state["metrics"][-1].update(fit)
+            save_checkpoint(best_path, best_state)
         return metrics
 
 

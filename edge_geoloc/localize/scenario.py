@@ -304,7 +304,11 @@ def render_frames(sc: Scenario, workers: int = 2, progress: bool = False) -> lis
             images[i] = src.render(i)[0]
             bar.update()
     else:
+        import cv2
+
         _RENDER = src
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)  # no OpenCV pool at fork: a child inheriting one mid-use deadlocks (as in data/synth.py)
         try:
             with mp.get_context("fork").Pool(workers, initializer=_render_init) as pool:
                 for i, image in pool.imap_unordered(_render_one, range(len(src)), chunksize=4):
@@ -312,5 +316,6 @@ def render_frames(sc: Scenario, workers: int = 2, progress: bool = False) -> lis
                     bar.update()
         finally:
             _RENDER = None
+            cv2.setNumThreads(threads)
     bar.close()
     return [Frame(i, float(t), images[i], truth=sc.trajectory.at(float(t))) for i, t in enumerate(src.times)]

@@ -64,7 +64,7 @@ PLAN = "plan.yaml"
 PLAN_SHARDS = "shards.npy"
 INPUT = "input"
 WORK = "work"
-DEFAULT_SHARD_STRIDES = 128  # shard side in tiling strides: 4096 m for 64 m tiles, 16384 tiles a shard
+DEFAULT_SHARD_STRIDES = 256  # shard side in tiling strides: 8192 m for 64 m tiles, 65536 tiles a shard
 PLAN_SHARD_DTYPE = np.dtype([("id", "<i8"), ("start", "<i8"), ("count", "<i8")])
 
 
@@ -189,7 +189,7 @@ def plan_build(
     hnsw_dim: int | None = None,
     M: int = 16,
     ef_construction: int = 100,
-    ef_search: int = 64,
+    ef_search: int = 32,
     batch: int = 64,
     backend: str = "auto",
     threads: int = 1,
@@ -270,7 +270,7 @@ def plan_from_descriptors(
     hnsw_dim: int | None = None,
     M: int = 16,
     ef_construction: int = 100,
-    ef_search: int = 64,
+    ef_search: int = 32,
 ) -> Path:
     """Plan a bundle from descriptors already computed (a corridor extract, benchmarks): no encoding."""
     tile_ids = np.asarray(tile_ids, dtype=np.int64)

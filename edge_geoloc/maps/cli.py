@@ -152,11 +152,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per worker")
     b.add_argument("--backend", default="auto", help="encoder backend: auto, tensorrt, onnxruntime-cuda, onnxruntime")
     b.add_argument("--batch", type=int, default=64, help="tiles encoded per batch (the unit a resumed build redoes)")
-    b.add_argument("--shard-m", type=float, default=None, help="shard side in metres (default: 128 tile strides)")
+    b.add_argument(
+        "--shard-m", type=float, default=None, help="shard side in metres (default: 256 tile strides, 65536 tiles)"
+    )
     b.add_argument("--hnsw-dim", type=int, default=None, help="PCA dimension of the shard graphs (default: full)")
     b.add_argument("--hnsw-m", type=int, default=16, help="HNSW M (links per node)")
     b.add_argument("--ef-construction", type=int, default=100, help="HNSW ef at build time")
-    b.add_argument("--ef-search", type=int, default=64, help="default HNSW ef at search time")
+    b.add_argument("--ef-search", type=int, default=32, help="default HNSW ef at search time")
     b.add_argument("--plan-only", action="store_true", help="write the plan for a cluster engine and stop")
     b.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     b.add_argument("--quiet", action="store_true", help="no progress bar")

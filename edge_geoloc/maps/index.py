@@ -54,14 +54,19 @@ CHUNK_ROWS = 1024  # float32 rows converted at a time: stays in L2
 
 @dataclass(frozen=True)
 class CostModel:
-    """Microseconds of the two strategies on one query (ratios matter, not absolute values)."""
+    """Microseconds of the two strategies on one query (ratios matter, not absolute values).
 
-    scan_base_us: float = 8.0
-    scan_ns_per_element: float = 0.9  # per descriptor element scanned (float16 -> float32, dot)
-    hnsw_base_us: float = 25.0  # per shard graph query (Python call, result arrays)
-    hnsw_ns_per_ef_dim: float = 3.0  # per ef per graph dimension
-    min_fraction: float = 0.05  # a cut shard with less of its tiles in scope is always scanned
-    oversample: float = 2.0  # graph neighbours asked of a cut shard: oversample * k / (fraction in scope)
+    Defaults measured with ``benchmarks/search.py`` data (thread CPU time, one core of a shared
+    AMD EPYC): a 65k-tile hnswlib graph at D=256 answers in 14 us at ef 16, 69 us at ef 128,
+    265 us at ef 512; scanning float16 rows costs 0.19 us a row contiguous, 0.27 us gathered.
+    """
+
+    scan_base_us: float = 10.0
+    scan_ns_per_element: float = 1.0  # per descriptor element scanned (float16 -> float32, dot)
+    hnsw_base_us: float = 8.0  # per shard graph query (the Python call, result arrays)
+    hnsw_ns_per_ef_dim: float = 2.0  # per ef per graph dimension
+    min_fraction: float = 0.02  # a cut shard with less of its tiles in scope is always scanned
+    oversample: float = 1.5  # graph neighbours asked of a cut shard: oversample * k / (fraction in scope)
 
     def scan_us(self, n: int, dim: int) -> float:
         return self.scan_base_us + n * dim * self.scan_ns_per_element * 1e-3
@@ -92,18 +97,17 @@ class SearchResult:
 
 @dataclass
 class _Part:
-    """One shard's share of a scope: all its rows, or the in-scope local rows of a cut shard."""
+    """One shard's share of a scope: the whole shard, or the part a disc cuts out of it."""
 
     pos: int
     start: int
     count: int
-    local: np.ndarray | None  # None: the whole shard
+    whole: bool
+    n: int  # tiles in scope (for a cut dense shard, counted row by row without listing them)
+    box: tuple[int, int, int, int, int, int] = (0, 0, 0, 0, 0, 0)  # rows lr0..lr1, cols lc0..lc1, shard r0, c0
+    local: np.ndarray | None = None  # in-scope local rows, listed when a scan needs them
     method: str = "scan"
     k: int = 0
-
-    @property
-    def n(self) -> int:
-        return self.count if self.local is None else len(self.local)
 
 
 @dataclass
@@ -245,9 +249,9 @@ class MapIndex:
     # --- scope -> parts ---------------------------------------------------------------------------
 
     def scope_parts(self, scope: Scope | None) -> list[_Part]:
-        """The shards a scope touches, each whole or with its in-scope local rows."""
+        """The shards a scope touches, each whole or cut (with its in-scope count)."""
         if scope is None:
-            return [_Part(p, a, c, None) for p, (a, c) in enumerate(zip(self._starts, self._counts))]
+            return [_Part(p, a, c, True, c) for p, (a, c) in enumerate(zip(self._starts, self._counts))]
         e, n, r = scope
         e0, n1, s, n_rows, n_cols, st, g_cols = self._geo
         # Tiling rows and columns whose centres the disc's bounding box holds.
@@ -270,20 +274,47 @@ class MapIndex:
                 fe = max(abs(e0 + c0 * s - e), abs(e0 + c1 * s - e))
                 fn = max(abs(n1 - r0 * s - n), abs(n1 - r1 * s - n))
                 if fe * fe + fn * fn <= r2:  # the shard's farthest tile centre is inside: all of it
-                    parts.append(_Part(pos, start, count, None))
+                    parts.append(_Part(pos, start, count, True, count))
                     continue
-                lc0, lc1, lr0, lr1 = max(c0, c_lo), min(c1, c_hi), max(r0, r_lo), min(r1, r_hi)
-                if lc0 > lc1 or lr0 > lr1:
+                box = (max(r0, r_lo), min(r1, r_hi), max(c0, c_lo), min(c1, c_hi), r0, c0)
+                if box[0] > box[1] or box[2] > box[3]:
                     continue
-                de2 = (e0 + np.arange(lc0, lc1 + 1) * s - e) ** 2
-                dn2 = (n1 - np.arange(lr0, lr1 + 1) * s - n) ** 2
-                inside = dn2[:, None] + de2[None, :] <= r2
-                local = self._slots(pos)[lr0 - r0 : lr1 - r0 + 1, lc0 - c0 : lc1 - c0 + 1][inside]
-                local = np.sort(local[local >= 0])
-                if len(local) == 0:
-                    continue
-                parts.append(_Part(pos, start, count, None if len(local) == count else local))
+                if count < (r1 - r0 + 1) * (c1 - c0 + 1):  # a sparse shard (an extract): list its tiles
+                    part = _Part(pos, start, count, False, 0, box)
+                    part.local = self._disc_rows(part, scope)
+                    part.n = len(part.local)
+                else:  # dense: count the disc's columns row by row
+                    rows = np.arange(box[0], box[1] + 1)
+                    w2 = r2 - (n1 - rows * s - n) ** 2
+                    w = np.sqrt(np.maximum(w2, 0.0))
+                    lo = np.maximum(np.ceil((e - w - e0) / s - 1e-9), box[2])
+                    hi = np.minimum(np.floor((e + w - e0) / s + 1e-9), box[3])
+                    part = _Part(
+                        pos, start, count, False, int(np.sum(np.where(w2 >= 0, np.maximum(hi - lo + 1, 0), 0))), box
+                    )
+                if part.n == count:
+                    part.whole = True
+                if part.n > 0:
+                    parts.append(part)
         return parts
+
+    def _disc_rows(self, p: _Part, scope: Scope) -> np.ndarray:
+        """Sorted local rows of a cut shard's tiles whose centres lie in the disc."""
+        if p.local is None:
+            e, n, r = scope
+            e0, n1, s = self._geo[:3]
+            lr0, lr1, lc0, lc1, r0, c0 = p.box
+            de2 = (e0 + np.arange(lc0, lc1 + 1) * s - e) ** 2
+            dn2 = (n1 - np.arange(lr0, lr1 + 1) * s - n) ** 2
+            inside = dn2[:, None] + de2[None, :] <= r * r
+            local = self._slots(p.pos)[lr0 - r0 : lr1 - r0 + 1, lc0 - c0 : lc1 - c0 + 1][inside]
+            p.local = np.sort(local[local >= 0])
+        return p.local
+
+    def _in_disc(self, rows: np.ndarray, scope: Scope) -> np.ndarray:
+        """Which descriptor rows have their tile centre in the disc (the same test as :meth:`_disc_rows`)."""
+        e, n, r = scope
+        return (self._east[rows] - e) ** 2 + (self._north[rows] - n) ** 2 <= r * r
 
     def _choose(self, parts: list[_Part], k: int, method: str) -> None:
         """Per part: scan or graph (and how many graph neighbours), by the cost model."""
@@ -293,11 +324,11 @@ class MapIndex:
                 p.method = "scan"
                 continue
             frac = p.n / p.count
-            p.k = min(p.count, math.ceil(kc / frac * (1.0 if p.local is None else self.cost.oversample)))
+            p.k = min(p.count, math.ceil(kc / frac * (1.0 if p.whole else self.cost.oversample)))
             if method == "hnsw":
                 p.method = "hnsw"
                 continue
-            if p.local is not None and frac < self.cost.min_fraction:
+            if not p.whole and frac < self.cost.min_fraction:
                 p.method = "scan"
                 continue
             ef = max(self.ef_search, p.k)
@@ -329,6 +360,16 @@ class MapIndex:
             else self.desc[rows].astype(np.float32)
         )
         return np.einsum("ij,j->i", block, q)
+
+    def _graph(self, p: _Part, q: np.ndarray, k: int) -> list[tuple[np.ndarray, float]]:
+        """Per query: the shard graph's ``k`` nearest rows and the approximate score of the last."""
+        index, proj = self._index(p.pos)
+        index.set_ef(max(self.ef_search, k))
+        labels, dist = index.knn_query(q if proj is None else q @ proj[1], k=k)
+        worst = 1.0 - dist[:, -1]
+        if proj is not None:  # the graph ranks q . (x - mean): add q . mean back
+            worst = worst + q @ proj[0]
+        return [(labels[j].astype(np.int64), float(worst[j])) for j in range(len(q))]
 
     def _verify(self, parts: Sequence[_Part]) -> None:
         done = self.bundle._verified
@@ -439,7 +480,10 @@ class MapIndex:
         scan = [p for p in parts if p.method == "scan"]
         if scan:
             rows = np.concatenate(
-                [np.arange(p.start, p.start + p.count) if p.local is None else p.start + p.local for p in scan]
+                [
+                    np.arange(p.start, p.start + p.count) if p.whole else p.start + self._disc_rows(p, scope)
+                    for p in scan
+                ]  # type: ignore[arg-type]
             )
             scores = self._score_rows(rows, q)
             kk = min(k, len(rows))
@@ -451,42 +495,38 @@ class MapIndex:
             for j in range(m):
                 cand_rows[j].append(rows[top[:, j]])
 
-        graph_rows: list[list[np.ndarray]] = [[] for _ in range(m)]
+        want = k * self.rerank
         for p in (p for p in parts if p.method == "hnsw"):
-            index, proj = self._index(p.pos)
-            qq = q if proj is None else q @ proj[1]
-            index.set_ef(max(self.ef_search, p.k))
-            labels, dist = index.knn_query(qq, k=p.k)
-            approx = 1.0 - dist
-            if proj is not None:
-                approx = approx + (q @ proj[0])[:, None]
-            if p.local is not None:
-                inscope = np.zeros(p.count, dtype=bool)
-                inscope[p.local] = True
-            for j in range(m):
-                lab, ap = labels[j].astype(np.int64), approx[j]
-                if p.local is not None:
-                    keep = inscope[lab - p.start]
-                    if keep.sum() < min(k * self.rerank, p.n):
-                        short[j].append((p, float(ap.min())))
-                    lab = lab[keep]
-                graph_rows[j].append(lab[: k * self.rerank])
+            for j, (lab, worst) in enumerate(self._graph(p, q, p.k)):
+                if not p.whole:
+                    lab = lab[self._in_disc(lab, scope)]  # type: ignore[arg-type]
+                    if len(lab) < min(want, p.n):  # filtered results ran short: maybe more in scope
+                        short[j].append((p, worst))
+                cand_rows[j].append(lab[:want])
 
         results = []
         for j in range(m):
-            rows_j = np.unique(np.concatenate([np.zeros(0, np.int64), *cand_rows[j], *graph_rows[j]]))
+            rows_j = np.unique(np.concatenate([np.zeros(0, np.int64), *cand_rows[j]]))
             scores_j = self._rescore(rows_j, q[j])
-            # A cut shard whose filtered graph results ran out while still above the k-th best is scanned.
-            if short[j]:
+            # A cut shard whose filtered graph results ran short while the worst of them still beat the
+            # k-th best: ask its graph for 4x more, then scan it if that is short too.
+            for p, worst in short[j]:
                 tau = np.partition(scores_j, len(scores_j) - k)[len(scores_j) - k] if len(scores_j) >= k else -np.inf
-                extra = [p.start + p.local for p, worst in short[j] if worst >= tau - self.margin]  # type: ignore[operator]
-                if extra:
-                    rows_x = np.setdiff1d(np.concatenate(extra), rows_j)
-                    if len(rows_x):
-                        sx = self._score_rows(rows_x, q[j : j + 1])[:, 0]
-                        rows_x = rows_x[np.argpartition(-sx, min(k, len(sx)) - 1)[:k]]
-                        rows_j = np.concatenate([rows_j, rows_x])
-                        scores_j = np.concatenate([scores_j, self._rescore(rows_x, q[j])])
+                if worst < tau - self.margin:
+                    continue
+                extra = None
+                if p.k * 4 < p.count:
+                    ((lab, worst2),) = self._graph(p, q[j : j + 1], p.k * 4)
+                    lab = lab[self._in_disc(lab, scope)]  # type: ignore[arg-type]
+                    if len(lab) >= min(want, p.n) or worst2 < tau - self.margin:
+                        extra = lab[:want]
+                if extra is None:
+                    rows_x = p.start + self._disc_rows(p, scope)  # type: ignore[arg-type]
+                    sx = self._score_rows(rows_x, q[j : j + 1])[:, 0]
+                    extra = rows_x[np.argpartition(-sx, min(k, len(sx)) - 1)[:k]]
+                extra = np.setdiff1d(extra, rows_j)
+                rows_j = np.concatenate([rows_j, extra])
+                scores_j = np.concatenate([scores_j, self._rescore(extra, q[j])])
             order = np.lexsort((rows_j, -scores_j))[:k]  # ties broken by row: deterministic
             rows_k = rows_j[order]
             kinds = {p.method for p in parts}

@@ -151,7 +151,10 @@ def run_demo(
             "loop_and_report": round(t_end - t_render, 1),
             "total": round(t_end - t_all, 1),
         },
-        "loop": {k: result.summary[k] for k in ("stages_ms", "total_ms", "sources", "modes", "skipped", "filter")},
+        "loop": {
+            k: result.summary[k]
+            for k in ("stages_ms", "total_ms", "sources", "modes", "skipped", "filter", "vision_heading")
+        },
     }
     full = {**public(report), **meta}
     (out / "report.json").write_text(json.dumps(full, indent=1) + "\n")

@@ -26,7 +26,13 @@ from edge_geoloc.localize.prior import (
     open_prior,
     sigma_from_hdop,
 )
-from edge_geoloc.localize.refine import candidates, heading_from_rolls, rotate_offsets, softmax_weights
+from edge_geoloc.localize.refine import (
+    HeadingCheck,
+    candidates,
+    heading_from_rolls,
+    rotate_offsets,
+    softmax_weights,
+)
 from edge_geoloc.localize.sources import Capture, Frame, FrameSource, ImageFolderSource, SourceLost, VideoSource
 from edge_geoloc.runtime.preprocess import InputSpec
 from edge_geoloc.world.sensors import GpsModel, OdometryModel, dead_reckon
@@ -184,6 +190,19 @@ def test_heading_from_rolls_is_the_parabola_vertex():
     assert heading_from_rolls(100.0, 10.0, np.array([1.0, 0.0, 1.0])) is None  # a trough: no peak
     fix = heading_from_rolls(358.0, 10.0, np.array([0.0, 0.5, 0.9]))  # rising to the right: clipped to the window
     assert fix is not None and 358.0 < fix.heading_deg + (360 if fix.heading_deg < 180 else 0) <= 368.0
+
+
+def test_heading_check_tells_a_real_heading_measurement_from_an_echo():
+    rng = np.random.default_rng(1)
+    real, echo = HeadingCheck(), HeadingCheck()
+    for i in range(40):
+        u = rng.uniform(-6, 6)
+        real.add(u, rng.normal(0, 3.0))  # sees the heading: the dither does not show up
+        echo.add(u, u + rng.normal(0, 1.0))  # returns what it was given
+        if i == 10:
+            assert real.usable is None and real.sigma(5.0) == 5.0  # too few samples: trusted, default sigma
+    assert real.usable is True and 2.0 < real.sigma(1.0) < 4.0
+    assert echo.usable is False and echo.summary()["slope"] > 0.8
 
 
 def test_candidates_weights_and_offsets():

@@ -23,8 +23,8 @@ Updates, each gated so that one bad measurement is counted and ignored rather th
   re-initialize the filter there.
 - Vision (the candidate mixture): applied when it explains the particles better than chance
   (``min_evidence`` times a uniform spread over the searched area), else refused.
-- Heading (vision rotation search, GPS course over ground): Gaussian with a wrapped difference,
-  refused beyond ``heading_gate_sigmas``.
+- Heading (vision rotation search, GPS course over ground): Gaussian with a wrapped difference and
+  an outlier floor; vision headings are refused beyond ``heading_gate_sigmas``, GPS course is not.
 
 ``sigma_m`` is the 1-sigma semi-major axis of the particles' position covariance.
 """
@@ -50,7 +50,7 @@ class FilterConfig:
     yaw_rate_noise_dps: float = 0.5
     scale_sigma: float = 0.02  # initial spread of the odometry's speed scale factor
     gyro_bias_sigma_dps: float = 0.1  # initial spread of the gyro bias
-    gyro_bias_walk_dps: float = 0.005  # per sqrt(s)
+    gyro_bias_walk_dps: float = 0.01  # per sqrt(s); more than a MEMS gyro's, so resampling cannot collapse the bias
     position_diffusion_m: float = 0.15  # per sqrt(s): slip, lane changes
     heading_diffusion_deg: float = 0.3  # per sqrt(s)
     # motion model without odometry
@@ -267,7 +267,7 @@ class ParticleFilter:
         self.x[:, E] += self.rng.normal(0, 0.1, n)
         self.x[:, N] += self.rng.normal(0, 0.1, n)
         self.x[:, H] = wrap_deg(self.x[:, H] + self.rng.normal(0, 0.1, n))
-        self.x[:, B] += self.rng.normal(0, 0.002, n)
+        self.x[:, B] += self.rng.normal(0, 0.005, n)
         self.x[:, S] += self.rng.normal(0, 0.001, n)
         self.counts["resamples"] += 1
 
@@ -331,7 +331,9 @@ class ParticleFilter:
         self.counts["gps_accepted"] += 1
         self.last_gps_t = float(t)
         if course_deg is not None and course_sigma_deg is not None:
-            self.update_heading(t, course_deg, course_sigma_deg)
+            # Course over ground while moving is trusted (not gated): it is what corrects a heading the
+            # filter has become too sure of after a long outage.
+            self.update_heading(t, course_deg, course_sigma_deg, gate=False)
         return True
 
     def _gps_reset_count(self, t: float) -> int | float:
@@ -373,12 +375,12 @@ class ParticleFilter:
         self.x[:, E] += self.rng.normal(0, sigma_m, n)
         self.x[:, N] += self.rng.normal(0, sigma_m, n)
 
-    def update_heading(self, t: float, heading_deg: float, sigma_deg: float) -> bool:
+    def update_heading(self, t: float, heading_deg: float, sigma_deg: float, gate: bool = True) -> bool:
         """A heading measurement (GRID north). Returns whether it was applied."""
         self.predict(t)
         est = self.estimate()
         spread = math.hypot(sigma_deg, min(est.heading_sigma_deg, 90.0))
-        if abs(float(angle_diff_deg(heading_deg, est.heading_deg))) > self.cfg.heading_gate_sigmas * spread:
+        if gate and abs(float(angle_diff_deg(heading_deg, est.heading_deg))) > self.cfg.heading_gate_sigmas * spread:
             self.counts["heading_gated"] += 1
             return False
         d = angle_diff_deg(heading_deg, self.x[:, H])

@@ -6,7 +6,8 @@ Modes, chosen per frame from the filter's state:
 - ``track``: the filter knows where it is and which way it faces. One view rolled to the filter's
   heading is encoded and searched within a disc of ``scope_sigmas`` sigma (plus a tile) around the
   filter's position; every ``heading_every`` frames two more views at +-``heading_window_deg``
-  measure the heading (two encodes, no search).
+  measure the heading (two encodes, no search), unless the model turned out blind to heading
+  (:class:`~edge_geoloc.localize.refine.HeadingCheck`, checked against GPS course while there is one).
 - ``sweep``: the heading is unknown (sigma above ``sweep_above_deg``: no GPS course yet, or just
   re-localized): ``sweep_rolls`` views around the circle are encoded and searched; the best roll
   gives the heading.
@@ -34,11 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from edge_geoloc.geo.crs import wrap_deg
+from edge_geoloc.geo.crs import angle_diff_deg, wrap_deg
 from edge_geoloc.localize.camera import CameraModel, NorthAligner
 from edge_geoloc.localize.filter import Estimate, FilterConfig, ParticleFilter
 from edge_geoloc.localize.prior import GpsFix, OdometrySample
-from edge_geoloc.localize.refine import Candidates, candidates, heading_from_rolls, rotate_offsets
+from edge_geoloc.localize.refine import Candidates, HeadingCheck, candidates, heading_from_rolls, rotate_offsets
 from edge_geoloc.localize.sources import Frame
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,10 @@ class LoopConfig:
     scope_max_m: float = 1500.0  # beyond this the filter counts as lost: global search
     heading_window_deg: float = 12.0
     heading_every: int = 1  # frames between heading measurements in track mode (0: never)
-    heading_sigma_deg: float = 5.0
+    heading_sigma_deg: float = 5.0  # floor; the heading check's measured residual when larger
+    heading_dither_deg: float | None = None  # +- this random offset of the heading window (default: half of it)
+    heading_check_below_deg: float = 4.0  # filter heading sigma under which vision headings are checked
+    unusable_heading_every: int = 10  # frames between (check-only) heading measurements once found unusable
     sweep_above_deg: float = 25.0
     sweep_rolls: int = 8
     lost_after: int = 20  # consecutive refused vision fixes before the particles are spread
@@ -239,6 +243,8 @@ class Localizer:
         self._enc_per_image = 0.0
         self._frames_seen = 0
         self._outside_logged = False
+        self.heading_check = HeadingCheck()
+        self._rng = np.random.default_rng(0)  # heading dither
         if warm_up:
             self._warm_up()
 
@@ -350,7 +356,11 @@ class Localizer:
         est = self.filter.estimate()
         radius = self.cfg.scope_sigmas * est.sigma_m + self.tiling.tile_m
         lost = radius > self.cfg.scope_max_m
-        sweep = est.heading_sigma_deg > self.cfg.sweep_above_deg and self.camera.rollable
+        sweep = (
+            est.heading_sigma_deg > self.cfg.sweep_above_deg
+            and self.camera.rollable
+            and self.heading_check.usable is not False  # a model blind to heading cannot sweep for it
+        )
         cam = self.camera_true(est.heading_deg)
         headings = self._sweep(cam) if sweep else [cam]
         if lost:
@@ -365,6 +375,14 @@ class Localizer:
     def _vision(self, frame: Frame, stages: dict, skipped: list, fits: Any, timed: Any) -> tuple:
         cfg = self.cfg
         mode, headings, scope, est = self._plan()
+        check = self.heading_check
+        every = cfg.heading_every if check.usable is not False else cfg.unusable_heading_every
+        measure = mode == "track" and self.camera.rollable and cfg.heading_every > 0 and self._frames_seen % every == 0
+        dither = 0.0
+        if measure:  # the search view doubles as the heading window's centre, dithered (see HeadingCheck)
+            amp = cfg.heading_window_deg / 2.0 if cfg.heading_dither_deg is None else cfg.heading_dither_deg
+            dither = float(self._rng.uniform(-amp, amp))
+            headings = [float(wrap_deg(headings[0] + dither))]
         rest = self._cost_of("search", "refine", "filter")
         if not fits(self._enc_per_image * len(headings) + rest):
             skipped.append("encode")
@@ -405,14 +423,9 @@ class Localizer:
         self._note_cost("refine", stages["refine"])
 
         heading_meas: tuple[float, float] | None = None  # vehicle grid heading, sigma
-        if mode in ("sweep", "global") and len(headings) > 1:
+        if mode in ("sweep", "global") and len(headings) > 1 and check.usable is not False:
             heading_meas = (self.vehicle_grid(headings[best]), 360.0 / len(headings) / 2.0)
-        elif (
-            mode == "track"
-            and self.camera.rollable
-            and cfg.heading_every > 0
-            and self._frames_seen % cfg.heading_every == 0
-        ):
+        elif measure:
             delta = cfg.heading_window_deg
             if fits(2 * self._enc_per_image + self._cost_of("filter")):
                 t0 = time.perf_counter()
@@ -424,7 +437,10 @@ class Localizer:
                 scores = np.array([sd[0] @ a, desc[best] @ a, sd[1] @ a])
                 hf = heading_from_rolls(headings[0], delta, scores)
                 if hf is not None:
-                    heading_meas = (self.vehicle_grid(hf.heading_deg), cfg.heading_sigma_deg)
+                    if est.heading_sigma_deg < cfg.heading_check_below_deg:
+                        check.add(dither, float(angle_diff_deg(hf.heading_deg, headings[0] - dither)))
+                    if check.usable is not False:
+                        heading_meas = (self.vehicle_grid(hf.heading_deg), check.sigma(cfg.heading_sigma_deg))
                 timed("heading", t0)
                 self._note_cost("heading", stages["heading"])
             else:
@@ -512,4 +528,8 @@ class Localizer:
         )
 
     def summary(self) -> dict[str, Any]:
-        return {**self.stats.summary(), "filter": dict(self.filter.counts)}
+        return {
+            **self.stats.summary(),
+            "filter": dict(self.filter.counts),
+            "vision_heading": self.heading_check.summary(),
+        }

@@ -101,3 +101,53 @@ def heading_from_rolls(assumed_deg: float, delta_deg: float, scores: np.ndarray)
     # Vertex of the parabola through (-1, s-), (0, s0), (1, s+); beyond the window it is only a direction.
     frac = float(np.clip(0.5 * (s_minus - s_plus) / den, -1.0, 1.0))
     return HeadingFix(float(wrap_deg(assumed_deg + frac * delta_deg)), -den, frac)
+
+
+class HeadingCheck:
+    """Whether the model's rotation scores measure the heading, or only echo the heading they were given.
+
+    Each heading measurement is made around the filter's heading plus a random dither ``u``. A model
+    that sees the heading returns the truth whatever ``u`` was; one that does not (rotation-invariant,
+    or too weak) returns about the assumed heading, i.e. the filter's plus ``u``. While the filter's
+    heading is known from elsewhere (GPS course: ``check_below_deg``), the innovation (measurement
+    minus filter) is regressed on ``u``: slope near 0 means the measurements are real (their residual
+    spread becomes their sigma); near 1, an echo: vision headings are not used (and sweeps, which
+    rely on the same ability, are not done). Before ``min_samples`` it is unknown and trusted.
+    """
+
+    def __init__(self, min_samples: int = 20, keep: int = 200, max_slope: float = 0.5) -> None:
+        self.min_samples, self.keep, self.max_slope = min_samples, keep, max_slope
+        self.u: list[float] = []
+        self.innovation: list[float] = []
+
+    def add(self, dither_deg: float, innovation_deg: float) -> None:
+        self.u.append(float(dither_deg))
+        self.innovation.append(float(innovation_deg))
+        if len(self.u) > self.keep:
+            del self.u[0], self.innovation[0]
+
+    def fit(self) -> tuple[float, float] | None:
+        """(slope, residual sigma in degrees), or None with too few samples."""
+        if len(self.u) < self.min_samples:
+            return None
+        u, y = np.asarray(self.u), np.asarray(self.innovation)
+        var = float(np.var(u))
+        slope = float(np.cov(u, y, bias=True)[0, 1] / var) if var > 0 else 1.0
+        resid = float(np.std(y - slope * u))
+        return slope, resid
+
+    @property
+    def usable(self) -> bool | None:
+        f = self.fit()
+        return None if f is None else f[0] <= self.max_slope
+
+    def sigma(self, default: float) -> float:
+        f = self.fit()
+        return default if f is None else max(default, f[1])
+
+    def summary(self) -> dict:
+        f = self.fit()
+        out: dict = {"samples": len(self.u), "usable": self.usable}
+        if f is not None:
+            out.update(slope=round(f[0], 3), residual_deg=round(f[1], 2))
+        return out

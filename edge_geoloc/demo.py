@@ -192,6 +192,7 @@ def report_markdown(r: dict[str, Any]) -> str:
         ("heading error: median / p95", f"{r['median_heading_error_deg']} deg / {r['p95_heading_error_deg']} deg"),
         ("GPS error (when it had a fix): median", f"{r['gps_median_error_m']} m"),
         ("truth within 2 sigma", f"{100 * (r['sigma_coverage'] or 0):.1f} %"),
+        ("vision heading (checked against GPS course)", _heading_check(r["loop"]["vision_heading"])),
         ("loop speed", f"{r['fps']} frames/s (budget {r['budget_ms']} ms, {r['deadline_misses']} deadline misses)"),
     ]  # fmt: skip
     stages = r["loop"]["stages_ms"]
@@ -220,8 +221,19 @@ Per-stage latency (ms) of the loop:
 |---|---|---|
 {st}
 
-Time: {r["seconds"]}. Reproduce: `edge-geoloc demo --out DIR --seed {r["seed"]}`.
+Time: {", ".join(f"{k.replace('_', ' ')} {v:g} s" for k, v in r["seconds"].items())}.
+Reproduce: `edge-geoloc demo --out DIR --seed {r["seed"]}`.
 """
+
+
+def _heading_check(h: dict[str, Any]) -> str:
+    if h.get("usable") is None:
+        return f"not checked ({h.get('samples', 0)} samples): used"
+    if h["usable"]:
+        return f"used, residual {h['residual_deg']} deg ({h['samples']} samples)"
+    return (
+        f"not used: the model's rotation scores echo the assumed heading (slope {h['slope']}, {h['samples']} samples)"
+    )
 
 
 def plot_trajectory(sc: Any, result: Any, baseline: np.ndarray, path: Path) -> None:

@@ -253,3 +253,34 @@ def test_sigint_flushes_the_fixes_and_prints_the_summary(model, tmp_path):
     rows = [json.loads(line) for line in lines]  # every line whole: flushed, not cut
     assert [r["frame"] for r in rows] == list(range(len(rows)))
     assert "interrupted" in err and f"frames {len(rows)}" in err
+
+
+def test_demo_writes_the_report_and_plots(model, tmp_path):
+    """The demo end to end on a small town and the small export (the real one runs `make demo`)."""
+    from edge_geoloc.demo import cached_map, run_demo
+
+    export, _ = model
+    region = tmp_path / "town.yaml"
+    region.write_text(
+        "name: tiny-town\ncenter_lat: 45.487\ncenter_lon: -122.804\nsize_m: 260\nstyle: suburb\nseed: 7\nresolution_m: 0.5\n"
+    )
+    out = tmp_path / "demo"
+    report = run_demo(
+        out, model=export, region=region, duration_s=30.0, outage=(10.0, 20.0), rate_hz=1.0, workers=1,
+        map_cache=tmp_path / "maps", progress=False,
+    )  # fmt: skip
+    saved = json.loads((out / "report.json").read_text())
+    for key in ("frames", "fix_rate", "median_error_m", "p95_error_m", "outage_median_error_m",
+                "odometry_only_outage_median_error_m", "median_heading_error_deg", "fps", "deadline_misses"):  # fmt: skip
+        assert key in saved and saved[key] == report[key]
+    assert saved["frames"] == 31 and saved["outage_s"] == 10.0
+    assert len((out / "fixes.jsonl").read_text().splitlines()) == 31
+    for png in ("trajectory.png", "error.png"):
+        img = cv2.imread(str(out / png))
+        assert img is not None and img.shape[0] > 300 and img.std() > 10
+    assert "GPS denied for 10 s" in (out / "report.md").read_text()
+    # The next run reuses the cached map (opened, not built again).
+    (cached,) = (tmp_path / "maps").iterdir()
+    stamp = (cached / "manifest.yaml").stat().st_mtime_ns
+    assert cached_map(region, export, tmp_path / "maps", workers=1, progress=False) == cached
+    assert (cached / "manifest.yaml").stat().st_mtime_ns == stamp

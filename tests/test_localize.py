@@ -237,6 +237,10 @@ def test_camera_model_yaml_and_north_alignment(tmp_path):
     spec = InputSpec(16, w, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     view = NorthAligner(CameraModel(), spec).views(pano, [90.0])[0]
     assert view[:, w // 2].min() == 255 and view[:, w // 4].max() == 0
+    CameraModel().check_frame(pano)  # 64 x 16 over 90 degrees of elevation: a panorama
+    with pytest.raises(ValueError, match="not a 360-degree panorama"):
+        CameraModel().check_frame(np.zeros((480, 640, 3), np.uint8))  # a pinhole frame
+    CameraModel(kind="pinhole", fov_deg=90.0).check_frame(np.zeros((480, 640, 3), np.uint8))
 
 
 # ---- sources ---------------------------------------------------------------------------------------

@@ -244,6 +244,7 @@ class Localizer:
         self._frames_seen = 0
         self._outside_logged = False
         self.heading_check = HeadingCheck()
+        self._frame_checked = False
         self._rng = np.random.default_rng(0)  # heading dither
         if warm_up:
             self._warm_up()
@@ -344,6 +345,9 @@ class Localizer:
             self.stats.stale += 1
             skipped.append("stale")
         else:
+            if not self._frame_checked:  # a camera model that does not fit the frames is a setup error: stop
+                self.camera.check_frame(frame.image)
+                self._frame_checked = True
             mode, vision, cands, applied, note = self._vision(frame, stages, skipped, fits, timed)
         fix = self._fix(frame, mode, vision, cands, applied, stages, skipped, note, elapsed())
         self.stats.add(fix)

@@ -188,7 +188,7 @@ def plan_build(
     shard_m: float | None = None,
     hnsw_dim: int | None = None,
     M: int = 16,
-    ef_construction: int = 100,
+    ef_construction: int = 64,
     ef_search: int = 32,
     batch: int = 64,
     backend: str = "auto",
@@ -216,6 +216,8 @@ def plan_build(
         )
     source = open_source(region, region_file)
     tiling = source.tiling(tile_m)
+    _SOURCES.clear()  # keep one: a world holds hundreds of MB
+    _SOURCES[(str(region_file), sha256_of(region_file))] = source  # the shard tasks of this process reuse it
     grid = ShardGrid.for_side_m(tiling, shard_m) if shard_m else ShardGrid(tiling, DEFAULT_SHARD_STRIDES)
     encoder = EncoderInfo(
         model=card.model,
@@ -269,7 +271,7 @@ def plan_from_descriptors(
     shard_tiles: int = DEFAULT_SHARD_STRIDES,
     hnsw_dim: int | None = None,
     M: int = 16,
-    ef_construction: int = 100,
+    ef_construction: int = 64,
     ef_search: int = 32,
 ) -> Path:
     """Plan a bundle from descriptors already computed (a corridor extract, benchmarks): no encoding."""
@@ -344,7 +346,8 @@ class _Context:
                 raise BundleError(
                     f"{self.plan.region_file}: changed since the build was planned; delete {self.work} to start over"
                 )
-            self.source = open_source(Region.load(self.plan.region_file), self.plan.region_file)
+            key = (self.plan.region_file, self.plan.region_sha256)
+            self.source = _SOURCES.get(key) or open_source(Region.load(self.plan.region_file), self.plan.region_file)
         return self.source
 
     def open_encoder(self) -> Any:
@@ -366,6 +369,7 @@ class _Context:
 
 
 _CONTEXT: _Context | None = None
+_SOURCES: dict[tuple[str, str], Any] = {}  # imagery opened by plan_build (a synthetic world takes seconds to make)
 
 
 def _context(work: Path) -> _Context:

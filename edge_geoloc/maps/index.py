@@ -320,8 +320,8 @@ class MapIndex:
         """Per part: scan or graph (and how many graph neighbours), by the cost model."""
         kc = k * self.rerank
         for p in parts:
-            if method == "exact":
-                p.method = "scan"
+            if method == "exact" or p.count <= 2 * kc:  # a graph of a handful of tiles is no faster, and hnswlib
+                p.method = "scan"  # may fail to return k of them
                 continue
             frac = p.n / p.count
             p.k = min(p.count, math.ceil(kc / frac * (1.0 if p.whole else self.cost.oversample)))

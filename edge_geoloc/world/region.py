@@ -49,6 +49,7 @@ class Region:
         default=0.25, metadata=check(lambda v: 0.05 <= v <= 2.0, "a raster resolution in [0.05, 2.0] m/px")
     )
     imagery: Imagery | None = None  # None: the synthetic world of (style, seed)
+    # Side of the map's tiles (`edge-geoloc map build`); None: the model card's. Datasets use their own config's.
     tile_m: float | None = field(default=None, metadata=check(lambda v: v > 0, "a map tile side in metres"))
 
     def __post_init__(self) -> None:

@@ -369,12 +369,6 @@ class ParticleFilter:
         self.last_vision_t = float(t)
         return True, evidence
 
-    def inflate(self, sigma_m: float) -> None:
-        """Spread the particles by ``sigma_m`` (vision keeps disagreeing: let the scope widen to find it)."""
-        n = len(self.w)
-        self.x[:, E] += self.rng.normal(0, sigma_m, n)
-        self.x[:, N] += self.rng.normal(0, sigma_m, n)
-
     def update_heading(self, t: float, heading_deg: float, sigma_deg: float, gate: bool = True) -> bool:
         """A heading measurement (GRID north). Returns whether it was applied."""
         self.predict(t)

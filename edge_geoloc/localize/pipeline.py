@@ -13,9 +13,9 @@ Modes, chosen per frame from the filter's state:
   gives the heading.
 - ``global``: no prior at all, or lost (the position sigma grew past what a scope can cover): the
   whole map is searched and the filter is seeded (or partly re-seeded) from its best candidates.
-  Vision refused ``lost_after`` frames in a row does not by itself mean lost (the model may be the
-  one that is wrong, and dead reckoning is still good): the particles are spread a little more each
-  further refused frame, so the scope widens until vision agrees again or the filter is lost.
+  Vision refused many frames in a row does not by itself mean lost: a weak model is more often the
+  one that is wrong, and the filter's own covariance (odometry errors are particle states) already
+  says how far it may be off; spreading the particles on refusals let chance matches drag it away.
 
 Budget (``budget_ms``): before each stage that can be left out, the loop checks the time spent
 plus the stage's running cost against the budget; work that does not fit is dropped for this frame
@@ -39,7 +39,14 @@ from edge_geoloc.geo.crs import angle_diff_deg, wrap_deg
 from edge_geoloc.localize.camera import CameraModel, NorthAligner
 from edge_geoloc.localize.filter import Estimate, FilterConfig, ParticleFilter
 from edge_geoloc.localize.prior import GpsFix, OdometrySample
-from edge_geoloc.localize.refine import Candidates, HeadingCheck, candidates, heading_from_rolls, rotate_offsets
+from edge_geoloc.localize.refine import (
+    Candidates,
+    HeadingCheck,
+    VisionCheck,
+    candidates,
+    heading_from_rolls,
+    rotate_offsets,
+)
 from edge_geoloc.localize.sources import Frame
 
 log = logging.getLogger(__name__)
@@ -53,7 +60,9 @@ class LoopConfig:
     budget_ms: float | None = 100.0  # None: no budget
     k: int = 8  # candidates kept from a search
     temperature: float = 0.03  # similarity softmax over the top-k
-    candidate_sigma_m: float | None = None  # spread of one candidate (default: tile side / 4)
+    candidate_sigma_m: float | None = None  # spread of one candidate before calibration (default: tile side / 4)
+    calibrate_below_m: float = 5.0  # filter sigma under which the mixture is fitted to the truth (VisionCheck)
+    pinned_within_s: float = 2.0  # ... and only with a GPS fix this recent (not a filter merely sure of itself)
     scope_sigmas: float = 3.0
     scope_min_m: float | None = None  # default 1.5 tiles
     scope_max_m: float = 1500.0  # beyond this the filter counts as lost: global search
@@ -65,7 +74,6 @@ class LoopConfig:
     unusable_heading_every: int = 10  # frames between (check-only) heading measurements once found unusable
     sweep_above_deg: float = 25.0
     sweep_rolls: int = 8
-    lost_after: int = 20  # consecutive refused vision fixes before the particles are spread
     reseed_fraction: float = 0.25  # share of particles re-seeded from a global search while lost
     use_offset: bool = True
     max_age_ms: float | None = None  # frames older than this are not encoded (default: the budget)
@@ -244,6 +252,7 @@ class Localizer:
         self._frames_seen = 0
         self._outside_logged = False
         self.heading_check = HeadingCheck()
+        self.vision_check = VisionCheck(lo=tile / 8.0, hi=tile, outlier=self.filter.cfg.vision_outlier)
         self._frame_checked = False
         self._rng = np.random.default_rng(0)  # heading dither
         if warm_up:
@@ -372,6 +381,16 @@ class Localizer:
         scope = (est.east, est.north, max(self.scope_min, radius))
         return ("sweep" if sweep else "track"), headings, scope, est
 
+    def _gps_pinned(self, t: float, est: Estimate | None) -> bool:
+        """Whether GPS holds the filter close to the truth now: its estimate can stand in for the truth."""
+        last = self.filter.last_gps_t
+        return (
+            est is not None
+            and last is not None
+            and t - last <= self.cfg.pinned_within_s
+            and est.sigma_m < self.cfg.calibrate_below_m
+        )
+
     def _sweep(self, start: float) -> list[float]:
         n = self.cfg.sweep_rolls if self.camera.rollable else 1
         return [float(wrap_deg(start + i * 360.0 / n)) for i in range(n)]
@@ -420,8 +439,13 @@ class Localizer:
                 self._note_cost("offset", (time.perf_counter() - t1) * 1000.0)
             else:
                 skipped.append("offset")
+        area = self.map_area if scope is None else math.pi * scope[2] ** 2
+        if self._gps_pinned(frame.t, est):
+            self.vision_check.add(res.scores, res.east, res.north, (est.east, est.north), area)
+        sigma_c = self.vision_check.sigma(self.sigma_c)
+        temperature = self.vision_check.temperature(cfg.temperature)
         cands = candidates(
-            res.ids, res.scores, res.east, res.north, cfg.temperature, self.sigma_c, offsets, self.tiling.tile_m / 2
+            res.ids, res.scores, res.east, res.north, temperature, sigma_c, offsets, self.tiling.tile_m / 2
         )
         timed("refine", t0)
         self._note_cost("refine", stages["refine"])
@@ -441,7 +465,7 @@ class Localizer:
                 scores = np.array([sd[0] @ a, desc[best] @ a, sd[1] @ a])
                 hf = heading_from_rolls(headings[0], delta, scores)
                 if hf is not None:
-                    if est.heading_sigma_deg < cfg.heading_check_below_deg:
+                    if self._gps_pinned(frame.t, est) and est.heading_sigma_deg < cfg.heading_check_below_deg:
                         check.add(dither, float(angle_diff_deg(hf.heading_deg, headings[0] - dither)))
                     if check.usable is not False:
                         heading_meas = (self.vehicle_grid(hf.heading_deg), check.sigma(cfg.heading_sigma_deg))
@@ -452,26 +476,23 @@ class Localizer:
 
         t0 = time.perf_counter()
         f = self.filter
-        area = self.map_area if scope is None else math.pi * scope[2] ** 2
         fe, fn = cands.fused()
         applied = False
         if not f.initialized:
             hdg, hsig = heading_meas if heading_meas is not None else (None, None)
-            f.init_mixture(frame.t, cands.centres, cands.weights, self.sigma_c, hdg, hsig)
+            f.init_mixture(frame.t, cands.centres, cands.weights, sigma_c, hdg, hsig)
             f.counts["vision_accepted"] += 1
             f.last_vision_t = frame.t
             applied, evidence = True, float("nan")
         else:
-            applied, evidence = f.update_vision(frame.t, cands.centres, cands.weights, self.sigma_c, area)
+            applied, evidence = f.update_vision(frame.t, cands.centres, cands.weights, sigma_c, area)
             if not applied and mode == "global":
                 hdg, hsig = heading_meas if heading_meas is not None else (est.heading_deg, est.heading_sigma_deg)
-                f.init_mixture(frame.t, cands.centres, cands.weights, self.sigma_c, hdg, hsig, cfg.reseed_fraction)
+                f.init_mixture(frame.t, cands.centres, cands.weights, sigma_c, hdg, hsig, cfg.reseed_fraction)
             elif applied:
                 self.rejections = 0
             else:
                 self.rejections += 1
-                if self.rejections > cfg.lost_after:
-                    f.inflate(self.sigma_c / 4.0)
         if heading_meas is not None and (applied or mode != "track"):
             f.update_heading(frame.t, *heading_meas)
         timed("filter", t0)
@@ -536,4 +557,5 @@ class Localizer:
             **self.stats.summary(),
             "filter": dict(self.filter.counts),
             "vision_heading": self.heading_check.summary(),
+            "vision_position": self.vision_check.summary(self.cfg.temperature, self.sigma_c),
         }

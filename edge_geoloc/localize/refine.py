@@ -151,3 +151,71 @@ class HeadingCheck:
         if f is not None:
             out.update(slope=round(f[0], 3), residual_deg=round(f[1], 2))
         return out
+
+
+class VisionCheck:
+    """The candidate mixture's temperature and spread, fitted to the truth while GPS pins the filter.
+
+    How sharply similarities separate the right tile from its neighbours (the softmax temperature
+    ``T``) and how far a candidate's place lies from the camera (the spread ``sigma``) depend on the
+    model and on the place: a well-trained model's top tile sits a few metres from the camera, a
+    weak one's tens. While the filter's sigma is small (GPS), each frame's candidates (scores and
+    squared distances from the filter's position) and searched area are kept; (T, sigma) is then
+    the maximum-likelihood pair, on a grid, of the very likelihood the filter uses: an outlier
+    floor plus the similarity-weighted Gaussian mixture. Before ``min_samples`` frames the
+    configured values are used.
+    """
+
+    TEMPERATURES = (0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5)
+
+    def __init__(
+        self, lo: float, hi: float, outlier: float = 0.3, min_samples: int = 20, keep: int = 400, refit_every: int = 20
+    ) -> None:
+        self.sigmas = np.geomspace(lo, hi, 12)
+        self.outlier, self.min_samples, self.keep, self.refit_every = outlier, min_samples, keep, refit_every
+        self.scores: list[np.ndarray] = []
+        self.d2: list[np.ndarray] = []
+        self.area: list[float] = []
+        self._fit: tuple[float, float] | None = None
+        self._added = 0
+
+    def add(
+        self, scores: np.ndarray, east: np.ndarray, north: np.ndarray, truth_en: tuple[float, float], area_m2: float
+    ) -> None:
+        """One frame's candidates (tile places, before any offset) and where the camera really was."""
+        self.scores.append(np.asarray(scores, dtype=np.float64))
+        self.d2.append((np.asarray(east) - truth_en[0]) ** 2 + (np.asarray(north) - truth_en[1]) ** 2)
+        self.area.append(float(area_m2))
+        if len(self.scores) > self.keep:
+            del self.scores[0], self.d2[0], self.area[0]
+        self._added += 1
+        if len(self.scores) >= self.min_samples and (self._fit is None or self._added % self.refit_every == 0):
+            self._fit = self._ml()
+
+    def _ml(self) -> tuple[float, float]:
+        best, arg = -np.inf, (0.03, float(self.sigmas[0]))
+        eps = self.outlier
+        for t in self.TEMPERATURES:
+            weights = [softmax_weights(s, t) for s in self.scores]
+            for sig in self.sigmas:
+                ll = 0.0
+                for w, d2, area in zip(weights, self.d2, self.area):
+                    dens = float(w @ np.exp(-0.5 * d2 / sig**2)) / (2 * np.pi * sig**2)
+                    ll += np.log(eps / area + (1 - eps) * dens)
+                if ll > best:
+                    best, arg = ll, (t, float(sig))
+        return arg
+
+    def temperature(self, default: float) -> float:
+        return default if self._fit is None else self._fit[0]
+
+    def sigma(self, default: float) -> float:
+        return default if self._fit is None else self._fit[1]
+
+    def summary(self, temperature: float, sigma: float) -> dict:
+        return {
+            "samples": len(self.scores),
+            "fitted": self._fit is not None,
+            "temperature": self.temperature(temperature),
+            "sigma_m": round(self.sigma(sigma), 2),
+        }

@@ -28,6 +28,7 @@ from edge_geoloc.localize.prior import (
 )
 from edge_geoloc.localize.refine import (
     HeadingCheck,
+    VisionCheck,
     candidates,
     heading_from_rolls,
     rotate_offsets,
@@ -203,6 +204,26 @@ def test_heading_check_tells_a_real_heading_measurement_from_an_echo():
             assert real.usable is None and real.sigma(5.0) == 5.0  # too few samples: trusted, default sigma
     assert real.usable is True and 2.0 < real.sigma(1.0) < 4.0
     assert echo.usable is False and echo.summary()["slope"] > 0.8
+
+
+def test_vision_check_fits_the_mixture_to_the_truth():
+    rng = np.random.default_rng(2)
+    sharp, blind = VisionCheck(lo=8.0, hi=64.0), VisionCheck(lo=8.0, hi=64.0)
+    assert sharp.sigma(16.0) == 16.0 and sharp.temperature(0.03) == 0.03  # before any data: the defaults
+    area = math.pi * 100.0**2
+    for _ in range(40):
+        truth = rng.uniform(-500, 500, 2)
+        # A good model: its best tile lies ~12 m from the camera (6 m per axis) and scores clearly higher.
+        good = truth + rng.normal(0, 6.0, 2)
+        far = truth + rng.uniform(40, 90, (7, 2)) * rng.choice([-1, 1], (7, 2))
+        cands = np.vstack([good, far])
+        sharp.add(np.r_[0.9, rng.uniform(0.6, 0.7, 7)], cands[:, 0], cands[:, 1], tuple(truth), area)
+        # A blind one: eight places anywhere in the scope, scores that say nothing.
+        anywhere = truth + rng.uniform(-90, 90, (8, 2))
+        blind.add(rng.uniform(0.6, 0.7, 8), anywhere[:, 0], anywhere[:, 1], tuple(truth), area)
+    assert sharp.temperature(0.03) <= 0.03 and 4.0 < sharp.sigma(16.0) < 12.0
+    assert blind.sigma(16.0) > 25.0 or blind.temperature(0.03) >= 0.2
+    assert sharp.summary(0.03, 16.0)["fitted"]
 
 
 def test_candidates_weights_and_offsets():

@@ -40,10 +40,12 @@ def one_torch_thread() -> Iterator[None]:
 SMALL = {"dim": 32, "depth": 3, "heads": 2, "descriptor_dim": 16, "prune_at": 1, "offset_hidden": 16}
 
 
-def small_config(keep_ratio: float = 0.64, street: tuple[int, int] = (16, 64), aerial: tuple[int, int] = (32, 32)):
+def small_config(
+    keep_ratio: float = 0.64, street: tuple[int, int] = (16, 64), aerial: tuple[int, int] = (32, 32), stem: str = "patch"
+):
     from edge_geoloc.model import BranchConfig, load_model_config
 
-    cfg = load_model_config("tiny").with_(**SMALL, keep_ratio=keep_ratio)
+    cfg = load_model_config("tiny").with_(**SMALL, keep_ratio=keep_ratio, stem=stem)
     return cfg.with_(street=BranchConfig(*street, 8), aerial=BranchConfig(*aerial, 8))
 
 

@@ -49,8 +49,8 @@ def test_pruning_savings_at_transgeos_keep_ratio():
     assert r["street"] == model_flops(cfg)["street"]  # the street branch is never pruned
 
 
-@pytest.mark.parametrize("keep", [1.0, 0.5])
-def test_analytic_count_equals_flop_counter_and_module_hooks(keep):
+@pytest.mark.parametrize(("keep", "stem"), [(1.0, "patch"), (0.5, "patch"), (0.5, "conv")])
+def test_analytic_count_equals_flop_counter_and_module_hooks(keep, stem):
     torch = pytest.importorskip("torch")
     from exportkit import small_config
 
@@ -58,7 +58,7 @@ def test_analytic_count_equals_flop_counter_and_module_hooks(keep):
     from edge_geoloc.export.graphs import encoder_graph
     from edge_geoloc.model.vit import CrossViewModel
 
-    cfg = small_config(keep_ratio=keep)
+    cfg = small_config(keep_ratio=keep, stem=stem)
     model = CrossViewModel(cfg).eval()
     for branch, (h, w) in (("street", (16, 64)), ("aerial", (32, 32))):
         graph = encoder_graph(model, branch, keep)

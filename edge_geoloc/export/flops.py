@@ -17,6 +17,7 @@ it: blocks up to ``prune_at`` see every patch, the later ones only the kept patc
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -60,6 +61,26 @@ def branch_input(cfg: ModelConfig, branch: Literal["street", "aerial"]) -> Branc
     return cfg.street_input if branch == "street" else cfg.aerial
 
 
+def embedding_cost(cfg: ModelConfig, b: BranchConfig) -> tuple[int, int]:
+    """(MACs, parameters) of the patch embedding: one patch-size conv, or the conv stem
+    (stride-2 3x3 convs without bias, each followed by BatchNorm, then a 1x1 conv to ``dim``)."""
+    d = cfg.dim
+    if cfg.stem == "patch":
+        n = b.num_patches
+        return n * d * 3 * b.patch * b.patch, (3 * b.patch * b.patch + 1) * d
+    steps = round(math.log2(b.patch))
+    widths = [3] + [max(16, d >> (steps - i)) for i in range(1, steps + 1)]
+    h, w = b.height, b.width
+    macs = params = 0
+    for cin, cout in zip(widths[:-1], widths[1:]):
+        h, w = (h + 1) // 2, (w + 1) // 2
+        macs += h * w * cout * cin * 9
+        params += cout * cin * 9 + 2 * cout  # conv weights + BatchNorm scale and shift
+    macs += h * w * d * widths[-1]
+    params += (widths[-1] + 1) * d
+    return macs, params
+
+
 def branch_flops(cfg: ModelConfig, branch: Literal["street", "aerial"], keep_ratio: float | None = None) -> BranchFlops:
     """Both conventions for one branch at batch 1; ``keep_ratio`` (aerial only) defaults to the config's."""
     b = branch_input(cfg, branch)
@@ -69,12 +90,12 @@ def branch_flops(cfg: ModelConfig, branch: Literal["street", "aerial"], keep_rat
     kept = keep_count(n, keep) if branch == "aerial" and keep < 1.0 else n
     tokens = tuple(s + (n if i <= cfg.prune_at else kept) for i in range(cfg.depth))
     block_linear = d * 3 * d + d * d + 2 * d * hidden  # qkv, proj, fc1, fc2 per token
-    linear = n * d * 3 * b.patch * b.patch  # patch embedding conv
-    linear += sum(t * block_linear for t in tokens)
+    embed_macs, embed_params = embedding_cost(cfg, b)
+    linear = embed_macs + sum(t * block_linear for t in tokens)
     linear += s * d * cfg.descriptor_dim  # one head per special token
     attention = sum(2 * t * t * d for t in tokens)  # q.k and attn.v over all heads
     params = (
-        (3 * b.patch * b.patch + 1) * d  # patch conv
+        embed_params
         + s * d  # class (+ distillation) token
         + (s + n) * d  # position embedding
         + cfg.depth * (4 * d + block_linear + 3 * d + d + hidden + d)  # norms, weights, biases

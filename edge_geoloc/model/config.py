@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 from edge_geoloc.config import ConfigError, check, load_config
 
@@ -55,6 +56,7 @@ class ModelConfig:
     street: BranchConfig  # the 360-degree panorama input; limited FoV crops its width
     aerial: BranchConfig
     distilled: bool = True  # a distillation token beside the class token (DeiT); descriptor = mean of both heads
+    stem: Literal["patch", "conv"] = "patch"  # patch embedding: one patch-size conv (ViT) or stride-2 convs (ViTc)
     fov_deg: float = field(default=360.0, metadata=check(lambda v: 0 < v <= 360, "a field of view in (0, 360]"))
     tile_m: float = field(default=64.0, metadata=check(lambda v: v > 0, "a tile side in metres"))
     keep_ratio: float = field(default=1.0, metadata=check(lambda v: 0 < v <= 1, "a keep ratio in (0, 1]"))

@@ -62,6 +62,28 @@ class Block(nn.Module):
         return x, attn
 
 
+class ConvStem(nn.Module):
+    """Patch embedding by stride-2 3x3 convolutions (Xiao et al. 2021, "Early convolutions help
+    transformers see better"): the same token grid as a patch-p conv, but optimization from scratch
+    is far faster and steadier, which is what training without pretrained weights on a CPU needs.
+    """
+
+    def __init__(self, dim: int, patch: int) -> None:
+        super().__init__()
+        steps = int(round(math.log2(patch)))
+        if 2**steps != patch:
+            raise ValueError(f"a conv stem needs a power-of-two patch size, got {patch}")
+        widths = [3] + [max(16, dim >> (steps - i)) for i in range(1, steps + 1)]
+        layers: list[nn.Module] = []
+        for cin, cout in zip(widths[:-1], widths[1:]):
+            layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+        layers.append(nn.Conv2d(widths[-1], dim, 1))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
 def resize_pos_embed(
     pos: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int], n_special: int
 ) -> torch.Tensor:
@@ -84,7 +106,11 @@ class ViTBranch(nn.Module):
         self.branch = branch
         self.n_special = cfg.special_tokens
         self.prunable = prunable
-        self.patch_embed = nn.Conv2d(3, cfg.dim, kernel_size=branch.patch, stride=branch.patch)
+        self.patch_embed: nn.Module = (
+            ConvStem(cfg.dim, branch.patch)
+            if cfg.stem == "conv"
+            else nn.Conv2d(3, cfg.dim, kernel_size=branch.patch, stride=branch.patch)
+        )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim))
         self.dist_token = nn.Parameter(torch.zeros(1, 1, cfg.dim)) if cfg.distilled else None
         self.pos_embed = nn.Parameter(torch.zeros(1, self.n_special + branch.num_patches, cfg.dim))
@@ -106,9 +132,10 @@ class ViTBranch(nn.Module):
             elif isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        w = self.patch_embed.weight
-        nn.init.trunc_normal_(w.view(w.shape[0], -1), std=math.sqrt(1.0 / w[0].numel()))
-        nn.init.zeros_(self.patch_embed.bias)
+        if isinstance(self.patch_embed, nn.Conv2d):
+            w = self.patch_embed.weight
+            nn.init.trunc_normal_(w.view(w.shape[0], -1), std=math.sqrt(1.0 / w[0].numel()))
+            nn.init.zeros_(self.patch_embed.bias)
 
     def grid_of(self, x: torch.Tensor) -> tuple[int, int]:
         p = self.branch.patch

@@ -34,6 +34,7 @@ from edge_geoloc.train.pairs import load_pairs
 
 SCOPES = (Scope("all"), VIGOR_SCOPE, *CIRCULAR_SCOPES)
 FUSE_K = 4
+HEADING_QUERIES = 300  # heading is estimated on a seeded subset: the rotation search costs ~21 encodes a query
 
 
 def shifted_queries(panoramas: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,6 +72,65 @@ def localize(
     return out
 
 
+def heading_metrics(errors_deg: np.ndarray) -> dict[str, float]:
+    err = np.abs(np.asarray(errors_deg, dtype=np.float64))
+    return {
+        "median_deg": float(np.median(err)),
+        "within_10deg": float(np.mean(err <= 10) * 100),
+        "within_20deg": float(np.mean(err <= 20) * 100),
+        "queries": len(err),
+    }
+
+
+def evaluate_heading(
+    model: Any,
+    panoramas: np.ndarray,
+    truth_deg: np.ndarray,
+    tile_ids: np.ndarray,
+    offsets_m: np.ndarray,
+    tiles: np.ndarray,
+    tile_desc: np.ndarray,
+) -> dict[str, Any]:
+    """Heading of each panorama's centre column against its retrieved tile, by both estimators:
+    rotation search (descriptor similarity over rolls) and WACV's angular attention profiles
+    (street attention over azimuth vs the tile's attention in polar coordinates around the
+    predicted position)."""
+    import torch
+
+    from edge_geoloc.export.graphs import encoder_graph
+    from edge_geoloc.geo.crs import angle_diff_deg
+    from edge_geoloc.localize.heading import (
+        aerial_polar_profile,
+        align_profiles,
+        rotation_search,
+        street_azimuth_profile,
+    )
+    from edge_geoloc.train.infer import input_specs, to_tensor
+
+    cfg = model.cfg
+    s_spec, a_spec = input_specs(cfg)
+    rot = np.array(
+        [
+            rotation_search(p, tile_desc[t], lambda b: encode_street(model, b)).heading_deg
+            for p, t in zip(panoramas, tile_ids)
+        ]
+    )
+    with torch.no_grad():
+        s_att = encoder_graph(model, "street")(to_tensor(panoramas, s_spec))[1].numpy()
+        a_att = encoder_graph(model, "aerial")(to_tensor(tiles[tile_ids], a_spec))[1].numpy()
+    rows, cols = cfg.aerial.grid
+    cell_m = cfg.tile_m / cols
+    prof = []
+    for i in range(len(panoramas)):
+        centre = ((rows - 1) / 2 - offsets_m[i, 1] / cell_m, (cols - 1) / 2 + offsets_m[i, 0] / cell_m)
+        street = street_azimuth_profile(s_att[i])
+        prof.append(align_profiles(street, aerial_polar_profile(a_att[i], centre, bins=len(street))).heading_deg)
+    return {
+        "rotation_search": heading_metrics(angle_diff_deg(rot, truth_deg)),
+        "attention_profile": heading_metrics(angle_diff_deg(np.asarray(prof), truth_deg)),
+    }
+
+
 def evaluate_split(
     model: Any,
     pairs: Any,
@@ -80,8 +140,9 @@ def evaluate_split(
     temperature: float,
 ) -> dict[str, Any]:
     street = pairs.street[queries]
+    truth_heading = np.zeros(len(queries))
     if orientation == "unknown":
-        street, _ = shifted_queries(street, seed)
+        street, truth_heading = shifted_queries(street, seed)
     t0 = time.time()
     s = encode_street(model, street)
     a = encode_aerial(model, pairs.aerial)
@@ -96,6 +157,15 @@ def evaluate_split(
     }
     truth = pairs.street_en[queries]
     prior = noisy_prior(truth, 100.0, seed)
+    if model.cfg.fov_deg >= 360:
+        # Heading against the tile retrieved inside VIGOR's +-200 m box, with its predicted offset.
+        h = np.sort(
+            np.random.default_rng((seed, 11)).choice(len(queries), min(HEADING_QUERIES, len(queries)), replace=False)
+        )
+        sim_h = restrict(sim[h], VIGOR_SCOPE.mask(prior[h], pairs.aerial_en))
+        best = np.argmax(sim_h, axis=1)
+        off = predict_offsets(model, s[h], a[best])
+        result["heading"] = evaluate_heading(model, street[h], truth_heading[h], best, off, pairs.aerial, a)
     scoped: dict[str, Any] = {}
     for scope in SCOPES:
         mask = scope.mask(prior, pairs.aerial_en)
@@ -178,3 +248,11 @@ def print_report(report: dict[str, Any]) -> None:
                     f"{r['protocol']:<11} {r['orientation']:<8} {scope:<9} {r1:6.1f} {method:<7} {m['median_m']:9.1f} "
                     f"{m['acc@5m']:6.1f} {m['acc@10m']:6.1f} {m['acc@25m']:6.1f}"
                 )
+    print()
+    print(f"{'protocol':<11} {'orient.':<8} {'heading method':<18} {'median deg':>10} {'<=10deg':>8} {'<=20deg':>8}")
+    for r in report["results"]:
+        for method, m in r.get("heading", {}).items():
+            print(
+                f"{r['protocol']:<11} {r['orientation']:<8} {method:<18} {m['median_deg']:10.1f} "
+                f"{m['within_10deg']:8.1f} {m['within_20deg']:8.1f}"
+            )

@@ -440,8 +440,9 @@ class Localizer:
             else:
                 skipped.append("offset")
         area = self.map_area if scope is None else math.pi * scope[2] ** 2
-        if self._gps_pinned(frame.t, est):
-            self.vision_check.add(res.scores, res.east, res.north, (est.east, est.north), area)
+        if self._gps_pinned(frame.t, est):  # fitted on the places the filter is given (offsets included)
+            places = candidates(res.ids, res.scores, res.east, res.north, 1.0, 1.0, offsets, self.tiling.tile_m / 2)
+            self.vision_check.add(res.scores, places.east, places.north, (est.east, est.north), area)
         sigma_c = self.vision_check.sigma(self.sigma_c)
         temperature = self.vision_check.temperature(cfg.temperature)
         cands = candidates(

@@ -153,7 +153,16 @@ def run_demo(
         },
         "loop": {
             k: result.summary[k]
-            for k in ("stages_ms", "total_ms", "sources", "modes", "skipped", "filter", "vision_heading")
+            for k in (
+                "stages_ms",
+                "total_ms",
+                "sources",
+                "modes",
+                "skipped",
+                "filter",
+                "vision_heading",
+                "vision_position",
+            )
         },
     }
     full = {**public(report), **meta}
@@ -193,6 +202,7 @@ def report_markdown(r: dict[str, Any]) -> str:
         ("GPS error (when it had a fix): median", f"{r['gps_median_error_m']} m"),
         ("truth within 2 sigma", f"{100 * (r['sigma_coverage'] or 0):.1f} %"),
         ("vision heading (checked against GPS course)", _heading_check(r["loop"]["vision_heading"])),
+        ("vision candidates (fitted while GPS was there)", _mixture(r["loop"]["vision_position"])),
         ("loop speed", f"{r['fps']} frames/s (budget {r['budget_ms']} ms, {r['deadline_misses']} deadline misses)"),
     ]  # fmt: skip
     stages = r["loop"]["stages_ms"]
@@ -224,6 +234,15 @@ Per-stage latency (ms) of the loop:
 Time: {", ".join(f"{k.replace('_', ' ')} {v:g} s" for k, v in r["seconds"].items())}.
 Reproduce: `edge-geoloc demo --out DIR --seed {r["seed"]}`.
 """
+
+
+def _mixture(v: dict[str, Any]) -> str:
+    what = "fitted on" if v["fitted"] else "defaults (too few frames:"
+    end = "" if v["fitted"] else ")"
+    return (
+        f"temperature {v['temperature']:g}, spread {v['sigma_m']:g} m, outlier weight {v['outlier']:g}"
+        f" ({what} {v['samples']} frames{end})"
+    )
 
 
 def _heading_check(h: dict[str, Any]) -> str:

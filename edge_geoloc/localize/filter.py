@@ -354,16 +354,24 @@ class ParticleFilter:
         return dens * area_m2
 
     def update_vision(
-        self, t: float, centres: np.ndarray, weights: np.ndarray, sigma_m: float, area_m2: float
+        self,
+        t: float,
+        centres: np.ndarray,
+        weights: np.ndarray,
+        sigma_m: float,
+        area_m2: float,
+        outlier: float | None = None,
     ) -> tuple[bool, float]:
-        """A vision mixture over candidate places; returns (applied, evidence ratio over chance)."""
+        """A vision mixture over candidate places; returns (applied, evidence ratio over chance).
+
+        ``outlier``: the weight of the uniform component (default ``vision_outlier``)."""
         self.predict(t)
         ratio = self.vision_evidence(centres, weights, sigma_m, area_m2)
         evidence = float(self.w @ ratio)
         if evidence < self.cfg.min_evidence:
             self.counts["vision_rejected"] += 1
             return False, evidence
-        eps = self.cfg.vision_outlier
+        eps = self.cfg.vision_outlier if outlier is None else outlier
         self._reweight(self.cfg.vision_power * np.log(eps + (1 - eps) * ratio))
         self.counts["vision_accepted"] += 1
         self.last_vision_t = float(t)

@@ -252,7 +252,7 @@ class Localizer:
         self._frames_seen = 0
         self._outside_logged = False
         self.heading_check = HeadingCheck()
-        self.vision_check = VisionCheck(lo=tile / 8.0, hi=tile, outlier=self.filter.cfg.vision_outlier)
+        self.vision_check = VisionCheck(lo=tile / 8.0, hi=tile)
         self._frame_checked = False
         self._rng = np.random.default_rng(0)  # heading dither
         if warm_up:
@@ -486,7 +486,8 @@ class Localizer:
             f.last_vision_t = frame.t
             applied, evidence = True, float("nan")
         else:
-            applied, evidence = f.update_vision(frame.t, cands.centres, cands.weights, sigma_c, area)
+            outlier = self.vision_check.outlier(f.cfg.vision_outlier)
+            applied, evidence = f.update_vision(frame.t, cands.centres, cands.weights, sigma_c, area, outlier)
             if not applied and mode == "global":
                 hdg, hsig = heading_meas if heading_meas is not None else (est.heading_deg, est.heading_sigma_deg)
                 f.init_mixture(frame.t, cands.centres, cands.weights, sigma_c, hdg, hsig, cfg.reseed_fraction)
@@ -558,5 +559,7 @@ class Localizer:
             **self.stats.summary(),
             "filter": dict(self.filter.counts),
             "vision_heading": self.heading_check.summary(),
-            "vision_position": self.vision_check.summary(self.cfg.temperature, self.sigma_c),
+            "vision_position": self.vision_check.summary(
+                self.cfg.temperature, self.sigma_c, self.filter.cfg.vision_outlier
+            ),
         }

@@ -154,35 +154,35 @@ class HeadingCheck:
 
 
 class VisionCheck:
-    """The candidate mixture's temperature and spread, fitted to the truth while GPS pins the filter.
+    """The candidate mixture's temperature, spread and outlier weight, fitted to the truth while GPS pins
+    the filter.
 
     How sharply similarities separate the right tile from its neighbours (the softmax temperature
-    ``T``) and how far a candidate's place lies from the camera (the spread ``sigma``) depend on the
-    model and on the place: a well-trained model's top tile sits a few metres from the camera, a
-    weak one's tens. While the filter's sigma is small (GPS), each frame's candidates (scores and
-    squared distances from the filter's position) and searched area are kept; (T, sigma) is then
-    the maximum-likelihood pair, on a grid, of the very likelihood the filter uses: an outlier
-    floor plus the similarity-weighted Gaussian mixture. Before ``min_samples`` frames the
-    configured values are used.
+    ``T``), how far a candidate's place lies from the camera (the spread ``sigma``) and how often the
+    top-k miss the place altogether (the outlier weight ``eps``) depend on the model and the place: a
+    well-trained model's top tile sits a few metres from the camera, a weak one's tens. While the
+    filter's sigma is small (GPS), each frame's candidates (scores, squared distances from the filter's
+    position) and searched area are kept; (T, sigma, eps) is then the maximum-likelihood triple, on a
+    grid, of the very likelihood the filter uses: ``eps / area + (1 - eps) * sum_k w_k(T) N(d_k; sigma)``.
+    Before ``min_samples`` frames the configured values are used.
     """
 
     TEMPERATURES = (0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5)
+    OUTLIERS = (0.1, 0.2, 0.3, 0.5, 0.7)
 
-    def __init__(
-        self, lo: float, hi: float, outlier: float = 0.3, min_samples: int = 20, keep: int = 400, refit_every: int = 20
-    ) -> None:
+    def __init__(self, lo: float, hi: float, min_samples: int = 20, keep: int = 400, refit_every: int = 20) -> None:
         self.sigmas = np.geomspace(lo, hi, 12)
-        self.outlier, self.min_samples, self.keep, self.refit_every = outlier, min_samples, keep, refit_every
+        self.min_samples, self.keep, self.refit_every = min_samples, keep, refit_every
         self.scores: list[np.ndarray] = []
         self.d2: list[np.ndarray] = []
         self.area: list[float] = []
-        self._fit: tuple[float, float] | None = None
+        self._fit: tuple[float, float, float] | None = None
         self._added = 0
 
     def add(
         self, scores: np.ndarray, east: np.ndarray, north: np.ndarray, truth_en: tuple[float, float], area_m2: float
     ) -> None:
-        """One frame's candidates (tile places, before any offset) and where the camera really was."""
+        """One frame's candidates (their places, as given to the filter) and where the camera really was."""
         self.scores.append(np.asarray(scores, dtype=np.float64))
         self.d2.append((np.asarray(east) - truth_en[0]) ** 2 + (np.asarray(north) - truth_en[1]) ** 2)
         self.area.append(float(area_m2))
@@ -192,18 +192,23 @@ class VisionCheck:
         if len(self.scores) >= self.min_samples and (self._fit is None or self._added % self.refit_every == 0):
             self._fit = self._ml()
 
-    def _ml(self) -> tuple[float, float]:
-        best, arg = -np.inf, (0.03, float(self.sigmas[0]))
-        eps = self.outlier
+    def _ml(self) -> tuple[float, float, float]:
+        k = min(len(s) for s in self.scores)
+        scores = np.stack([s[:k] for s in self.scores])  # (F, k), best first
+        d2 = np.stack([d[:k] for d in self.d2])
+        area = np.asarray(self.area)[:, None]
+        eps = np.asarray(self.OUTLIERS)[None, :]
+        best, arg = -np.inf, (0.03, float(self.sigmas[0]), 0.3)
         for t in self.TEMPERATURES:
-            weights = [softmax_weights(s, t) for s in self.scores]
+            z = (scores - scores[:, :1]) / t
+            w = np.exp(z)
+            w /= w.sum(axis=1, keepdims=True)
             for sig in self.sigmas:
-                ll = 0.0
-                for w, d2, area in zip(weights, self.d2, self.area):
-                    dens = float(w @ np.exp(-0.5 * d2 / sig**2)) / (2 * np.pi * sig**2)
-                    ll += np.log(eps / area + (1 - eps) * dens)
-                if ll > best:
-                    best, arg = ll, (t, float(sig))
+                dens = np.sum(w * np.exp(-0.5 * d2 / sig**2), axis=1, keepdims=True) / (2 * np.pi * sig**2)
+                ll = np.log(eps / area + (1 - eps) * dens).sum(axis=0)  # one per outlier weight
+                j = int(np.argmax(ll))
+                if ll[j] > best:
+                    best, arg = float(ll[j]), (t, float(sig), float(self.OUTLIERS[j]))
         return arg
 
     def temperature(self, default: float) -> float:
@@ -212,10 +217,14 @@ class VisionCheck:
     def sigma(self, default: float) -> float:
         return default if self._fit is None else self._fit[1]
 
-    def summary(self, temperature: float, sigma: float) -> dict:
+    def outlier(self, default: float) -> float:
+        return default if self._fit is None else self._fit[2]
+
+    def summary(self, temperature: float, sigma: float, outlier: float) -> dict:
         return {
             "samples": len(self.scores),
             "fitted": self._fit is not None,
             "temperature": self.temperature(temperature),
             "sigma_m": round(self.sigma(sigma), 2),
+            "outlier": self.outlier(outlier),
         }

@@ -188,7 +188,7 @@ def plan_build(
     shard_m: float | None = None,
     hnsw_dim: int | None = None,
     M: int = 16,
-    ef_construction: int = 64,
+    ef_construction: int = 100,
     ef_search: int = 32,
     batch: int = 64,
     backend: str = "auto",
@@ -271,7 +271,7 @@ def plan_from_descriptors(
     shard_tiles: int = DEFAULT_SHARD_STRIDES,
     hnsw_dim: int | None = None,
     M: int = 16,
-    ef_construction: int = 64,
+    ef_construction: int = 100,
     ef_search: int = 32,
 ) -> Path:
     """Plan a bundle from descriptors already computed (a corridor extract, benchmarks): no encoding."""

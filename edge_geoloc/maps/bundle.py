@@ -160,7 +160,7 @@ class HnswInfo:
 
     dim: int = field(metadata=check(lambda v: v > 0, "a positive dimension"))
     M: int = field(default=16, metadata=check(lambda v: 2 <= v <= 128, "an HNSW M in [2, 128]"))
-    ef_construction: int = field(default=64, metadata=check(lambda v: v >= 1, "a positive ef"))
+    ef_construction: int = field(default=100, metadata=check(lambda v: v >= 1, "a positive ef"))
     ef_search: int = field(default=32, metadata=check(lambda v: v >= 1, "a positive ef"))
     seed: int = 100
     space: Literal["ip"] = "ip"

@@ -157,7 +157,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--hnsw-dim", type=int, default=None, help="PCA dimension of the shard graphs (default: full)")
     b.add_argument("--hnsw-m", type=int, default=16, help="HNSW M (links per node)")
-    b.add_argument("--ef-construction", type=int, default=64, help="HNSW ef at build time")
+    b.add_argument("--ef-construction", type=int, default=100, help="HNSW ef at build time")
     b.add_argument("--ef-search", type=int, default=32, help="default HNSW ef at search time")
     b.add_argument("--plan-only", action="store_true", help="write the plan for a cluster engine and stop")
     b.add_argument("--overwrite", action="store_true", help="replace an existing bundle")

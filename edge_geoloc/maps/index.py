@@ -486,7 +486,9 @@ class MapIndex:
                 ]  # type: ignore[arg-type]
             )
             scores = self._score_rows(rows, q)
-            kk = min(k, len(rows))
+            # 2k by the fast (BLAS) scores; the final re-scoring picks k, so near-ties at rank k fall the
+            # same way whatever strategy found them.
+            kk = min(2 * k, len(rows))
             top = (
                 np.argpartition(-scores, kk - 1, axis=0)[:kk]
                 if kk < len(rows)
@@ -523,7 +525,7 @@ class MapIndex:
                 if extra is None:
                     rows_x = p.start + self._disc_rows(p, scope)  # type: ignore[arg-type]
                     sx = self._score_rows(rows_x, q[j : j + 1])[:, 0]
-                    extra = rows_x[np.argpartition(-sx, min(k, len(sx)) - 1)[:k]]
+                    extra = rows_x[np.argpartition(-sx, min(2 * k, len(sx)) - 1)[: 2 * k]]
                 extra = np.setdiff1d(extra, rows_j)
                 rows_j = np.concatenate([rows_j, extra])
                 scores_j = np.concatenate([scores_j, self._rescore(extra, q[j])])

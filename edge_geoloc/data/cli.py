@@ -1,4 +1,5 @@
-"""`edge-geoloc dataset synth|info`: write a synthetic VIGOR-layout dataset, or open and summarize one."""
+"""`edge-geoloc dataset synth|uav|info`: write a synthetic VIGOR-layout (or, for drones, University-1652-layout)
+dataset, or open and summarize one."""
 
 from __future__ import annotations
 
@@ -24,6 +25,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--no-progress", action="store_true", help="no progress bars")
     synth.set_defaults(func=_synth)
 
+    uav = actions.add_parser(
+        "uav",
+        help="render drone frames in the University-1652 layout from synthetic regions (one tile = one building)",
+        description="Deterministic in config and seed; resumable. See edge_geoloc/data/uav_synth.py.",
+    )
+    uav.add_argument("--out", required=True, type=Path, help="dataset folder (created; resumed if it exists)")
+    uav.add_argument("--config", type=Path, help="UavSynthConfig YAML")
+    uav.add_argument("--train-regions", nargs="+", metavar="YAML", help="regions of the train split")
+    uav.add_argument("--test-regions", nargs="+", metavar="YAML", help="held-out regions (test split)")
+    uav.add_argument("--frames", type=int, help="drone frames per training region (default 300)")
+    uav.add_argument("--test-frames", type=int, help="drone frames per held-out region (default 100)")
+    uav.add_argument("--workers", type=int, default=2, help="rendering processes, one region each (default 2)")
+    uav.add_argument("--seed", type=int, help="dataset seed")
+    uav.add_argument("--no-progress", action="store_true", help="no progress bars")
+    uav.set_defaults(func=_uav)
+
     info = actions.add_parser("info", help="open every split of a VIGOR- or CVUSA-layout dataset and summarize it")
     info.add_argument("dir", type=Path)
     info.add_argument("--no-file-check", action="store_true", help="do not check that every image file exists")
@@ -36,6 +53,21 @@ def _synth(args: argparse.Namespace) -> int:
     cfg = load_synth_config(args.config, regions=args.regions, panoramas=args.panoramas, seed=args.seed)
     report = synthesize(cfg, args.out, workers=args.workers, progress=not args.no_progress)
     print(report.summary())
+    return 0
+
+
+def _uav(args: argparse.Namespace) -> int:
+    from edge_geoloc.data.uav_synth import load_uav_synth_config, synthesize_uav
+
+    cfg = load_uav_synth_config(
+        args.config,
+        train_regions=args.train_regions,
+        test_regions=args.test_regions,
+        frames=args.frames,
+        test_frames=args.test_frames,
+        seed=args.seed,
+    )
+    print(synthesize_uav(cfg, args.out, workers=args.workers, progress=not args.no_progress))
     return 0
 
 

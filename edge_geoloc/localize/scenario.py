@@ -128,11 +128,14 @@ def run_scenario(
     progress: Callable[[Frame, Fix], None] | None = None,
     writer: Any = None,
     frames: list[Frame] | None = None,
+    localizer: Localizer | None = None,
 ) -> RunResult:
-    """The real loop over the scenario's rendered frames (rendered in the capture thread, in lockstep)."""
+    """The real loop over the scenario's rendered frames (rendered in the capture thread, in lockstep).
+
+    ``localizer``: one already built (the UAV loop's, :mod:`edge_geoloc.localize.uav`) instead of the vehicle's."""
     from edge_geoloc.localize.sources import ListSource
 
-    loc = Localizer(encoder, index, sc.camera, config, filter_config, offset, start_utc=sc.gps.start_utc)
+    loc = localizer or Localizer(encoder, index, sc.camera, config, filter_config, offset, start_utc=sc.gps.start_utc)
     src = ListSource(frames, "pre-rendered") if frames is not None else sc.source()
     records: list[Record] = []
     fixes: list[Fix] = []

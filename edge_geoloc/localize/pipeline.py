@@ -70,6 +70,7 @@ class LoopConfig:
     heading_every: int = 1  # frames between heading measurements in track mode (0: never)
     heading_sigma_deg: float = 5.0  # floor; the heading check's measured residual when larger
     heading_dither_deg: float | None = None  # +- this random offset of the heading window (default: half of it)
+    check_heading: bool = True  # False: always use vision headings as configured (benchmarks of their cost)
     heading_check_below_deg: float = 4.0  # filter heading sigma under which vision headings are checked
     unusable_heading_every: int = 10  # frames between (check-only) heading measurements once found unusable
     sweep_above_deg: float = 25.0
@@ -372,7 +373,7 @@ class Localizer:
         sweep = (
             est.heading_sigma_deg > self.cfg.sweep_above_deg
             and self.camera.rollable
-            and self.heading_check.usable is not False  # a model blind to heading cannot sweep for it
+            and self._heading_usable() is not False  # a model blind to heading cannot sweep for it
         )
         cam = self.camera_true(est.heading_deg)
         headings = self._sweep(cam) if sweep else [cam]
@@ -380,6 +381,10 @@ class Localizer:
             return "global", headings, None, est
         scope = (est.east, est.north, max(self.scope_min, radius))
         return ("sweep" if sweep else "track"), headings, scope, est
+
+    def _heading_usable(self) -> bool | None:
+        """The heading check's verdict (None: not yet known, or checks turned off)."""
+        return self.heading_check.usable if self.cfg.check_heading else None
 
     def _gps_pinned(self, t: float, est: Estimate | None) -> bool:
         """Whether GPS holds the filter close to the truth now: its estimate can stand in for the truth."""
@@ -399,7 +404,7 @@ class Localizer:
         cfg = self.cfg
         mode, headings, scope, est = self._plan()
         check = self.heading_check
-        every = cfg.heading_every if check.usable is not False else cfg.unusable_heading_every
+        every = cfg.heading_every if self._heading_usable() is not False else cfg.unusable_heading_every
         measure = mode == "track" and self.camera.rollable and cfg.heading_every > 0 and self._frames_seen % every == 0
         dither = 0.0
         if measure:  # the search view doubles as the heading window's centre, dithered (see HeadingCheck)
@@ -452,7 +457,7 @@ class Localizer:
         self._note_cost("refine", stages["refine"])
 
         heading_meas: tuple[float, float] | None = None  # vehicle grid heading, sigma
-        if mode in ("sweep", "global") and len(headings) > 1 and check.usable is not False:
+        if mode in ("sweep", "global") and len(headings) > 1 and self._heading_usable() is not False:
             heading_meas = (self.vehicle_grid(headings[best]), 360.0 / len(headings) / 2.0)
         elif measure:
             delta = cfg.heading_window_deg
@@ -468,7 +473,7 @@ class Localizer:
                 if hf is not None:
                     if self._gps_pinned(frame.t, est) and est.heading_sigma_deg < cfg.heading_check_below_deg:
                         check.add(dither, float(angle_diff_deg(hf.heading_deg, headings[0] - dither)))
-                    if check.usable is not False:
+                    if self._heading_usable() is not False:
                         heading_meas = (self.vehicle_grid(hf.heading_deg), check.sigma(cfg.heading_sigma_deg))
                 timed("heading", t0)
                 self._note_cost("heading", stages["heading"])

@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="60 frames per variant (< 1 minute)")
     parser.add_argument("--json", type=Path, default=None, help=f"default {RESULTS.relative_to(ROOT)}")
     parser.add_argument("--model", help="export folder (default: the demo model in models/demo)")
+    parser.add_argument("--note", default="", help="a line for the results (where a --model came from)")
     parser.add_argument("--region", default=str(ROOT / "maps" / "demo-suburb.yaml"))
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     parser.add_argument("--budget-ms", type=float, default=100.0)
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         " time (the loop alone, back to back; the time of GPS and odometry updates counts in predict)",
         f"1-minute load average before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
         " (a shared machine: other jobs inflate the tails)",
+        *([args.note] if args.note else []),
     ]
     table = format_table(rows, notes)
     print("\n" + table)

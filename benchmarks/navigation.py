@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one town, one 3-minute drive (< 1 minute)")
     parser.add_argument("--json", type=Path, default=None, help=f"default {RESULTS.relative_to(ROOT)}")
     parser.add_argument("--model", help="export folder (default: the demo model in models/demo)")
+    parser.add_argument("--note", default="", help="a line for the results (where a --model came from)")
     parser.add_argument("--towns", nargs="+", default=None, help=f"default {' '.join(TOWNS)}")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="drives per town (default 1 2)")
     args = parser.parse_args(argv)
@@ -198,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         f" GPS denied {outage[0]:g}..{outage[1]:g} s, camera {rate:g} Hz (360-degree panorama 64 x 256, 2 m up),"
         " odometry 10 Hz; loop budget 100 ms",
         f"1-minute load average before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
+        *([args.note] if args.note else []),
     ]
     table = format_table(rows, total, notes)
     print("\n" + table)

@@ -19,6 +19,7 @@ COMMAND_MODULES: list[str] = [
     "edge_geoloc.world.cli",
     "edge_geoloc.data.cli",
     "edge_geoloc.train.cli",
+    "edge_geoloc.train.drone_cli",
     "edge_geoloc.export.cli",
     "edge_geoloc.maps.cli",
     "edge_geoloc.localize.cli",

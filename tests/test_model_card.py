@@ -32,7 +32,9 @@ def test_card_round_trip_and_input_specs():
         "descriptor": ("batch", 16),
         "attention": ("batch", 2, 8),
     }
-    with pytest.raises(ValueError, match="unknown branch 'drone'"):
+    with pytest.raises(ValueError, match="unknown branch 'satellite'"):
+        card.branch("satellite")
+    with pytest.raises(ValueError, match="no drone branch"):  # optional; see tests/test_uav_drone.py
         card.branch("drone")
 
 

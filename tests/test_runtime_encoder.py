@@ -101,6 +101,8 @@ def test_auto_picks_onnxruntime_cpu_without_tensorrt_or_cuda():
     with pytest.raises(ValueError, match="unknown backend 'tflite'"):
         open_encoder(out, "aerial", backend="tflite")
     with pytest.raises(ValueError, match="unknown branch"):
+        open_encoder(out, "satellite")
+    with pytest.raises(ValueError, match="no drone branch"):  # an export without one (issue 7)
         open_encoder(out, "drone")
 
 

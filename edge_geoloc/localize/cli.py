@@ -17,20 +17,30 @@ def _run(args: argparse.Namespace) -> int:
     from edge_geoloc.localize.prior import Odometry, open_prior
     from edge_geoloc.localize.run import format_summary, open_models, run_loop
     from edge_geoloc.localize.sources import Capture, open_source
+    from edge_geoloc.localize.uav_camera import UavCamera, is_uav_camera
 
-    camera = CameraModel.load(args.camera) if args.camera else CameraModel()
+    uav = is_uav_camera(args.camera)  # a drone camera: the UAV loop (edge_geoloc/localize/uav.py)
+    camera = UavCamera.load(args.camera) if uav else CameraModel.load(args.camera) if args.camera else CameraModel()
     config = LoopConfig(
         budget_ms=args.budget_ms if args.budget_ms > 0 else None,
         k=args.k,
         heading_every=args.heading_every,
     )
-    encoder, index, offset = open_models(args.model, args.map, backend=args.backend, threads=args.threads)
+    if uav:
+        from edge_geoloc.localize.uav import AttitudeLog, UavLocalizer, open_uav_models
+
+        encoder, index = open_uav_models(args.model, args.map, backend=args.backend, threads=args.threads)
+        offset, attitude = None, AttitudeLog.from_csv(args.attitude) if args.attitude else None
+    else:
+        encoder, index, offset = open_models(args.model, args.map, backend=args.backend, threads=args.threads)
     start_utc = datetime.fromisoformat(args.start_utc) if args.start_utc else None
     odometry = Odometry.from_csv(args.odometry) if args.odometry else None
     if args.source.startswith("synthetic:"):
         from edge_geoloc.localize.prior import SimulatedGps
         from edge_geoloc.localize.scenario import DEMO_CAMERA, load_world, make_scenario
 
+        if uav:
+            from edge_geoloc.localize.uav_scenario import make_uav_scenario as make_scenario
         sc = make_scenario(
             load_world(args.source[len("synthetic:") :]),
             seed=args.seed,
@@ -39,6 +49,8 @@ def _run(args: argparse.Namespace) -> int:
             rate_hz=args.rate_hz,
             camera=camera if args.camera else DEMO_CAMERA,
         )
+        if uav:
+            attitude = attitude or sc.attitude()
         source = sc.source()
         prior = SimulatedGps(sc.gps) if args.gps == "sim" else open_prior(args.gps, index.crs, args.gps_offset_s)
         odometry = odometry or (Odometry.from_log(sc.odometry) if args.odometry_sim else None)
@@ -51,7 +63,12 @@ def _run(args: argparse.Namespace) -> int:
         prior = open_prior(args.gps, index.crs, args.gps_offset_s, clock=lambda: time.monotonic() - t0)
         if start_utc is None and source.live:
             start_utc = datetime.now(timezone.utc)
-    localizer = Localizer(encoder, index, camera, config, offset=offset, start_utc=start_utc)
+    if uav:
+        if attitude is None:
+            print("no --attitude: every UAV frame will be skipped (attitude missing)", file=sys.stderr)
+        localizer = UavLocalizer(encoder, index, camera, attitude, config, start_utc=start_utc)
+    else:
+        localizer = Localizer(encoder, index, camera, config, offset=offset, start_utc=start_utc)
     writer = FixWriter(args.out)
     nmea = NmeaOutput(args.nmea_out) if args.nmea_out else None
     capture = Capture(source, mode=args.mode, realtime=args.realtime)
@@ -68,15 +85,33 @@ def _run(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from edge_geoloc.demo import run_demo
 
+    if args.vehicle == "uav":
+        from edge_geoloc.localize.uav_demo import run_uav_demo
+
+        run_uav_demo(
+            out=args.out if args.out != "out/demo" else "out/demo-uav",
+            model=args.model,
+            region=args.region,
+            duration_s=args.duration,
+            outage=tuple(args.outage),
+            rate_hz=args.rate_hz or 1.0,
+            seed=args.seed,
+            budget_ms=500.0 if args.budget_ms is None else args.budget_ms or None,
+            workers=args.workers,
+            map_cache=args.map_cache,
+            progress=not args.quiet,
+            altitude_m=args.altitude,
+        )
+        return 0
     run_demo(
         out=args.out,
         model=args.model,
         region=args.region,
         duration_s=args.duration,
         outage=tuple(args.outage),
-        rate_hz=args.rate_hz,
+        rate_hz=args.rate_hz or 2.0,
         seed=args.seed,
-        budget_ms=args.budget_ms if args.budget_ms > 0 else None,
+        budget_ms=100.0 if args.budget_ms is None else args.budget_ms or None,
         workers=args.workers,
         map_cache=args.map_cache,
         progress=not args.quiet,
@@ -94,7 +129,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="camera index, video file, rtsp:// URL, GStreamer pipeline ('... ! appsink'), image folder,"
         " or synthetic:REGION.yaml",
     )
-    r.add_argument("--camera", help="camera model YAML (default: a 360-degree panorama facing forward)")
+    r.add_argument(
+        "--camera", help="camera model YAML (default: a 360-degree panorama facing forward; kind: uav for a drone)"
+    )
+    r.add_argument("--attitude", help="UAV: autopilot CSV t,roll_deg,pitch_deg,yaw_deg,height_m (frames' clock)")
     r.add_argument(
         "--gps",
         default="none",
@@ -132,9 +170,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--region", help="region YAML (default: maps/demo-suburb.yaml)")
     d.add_argument("--duration", type=float, default=420.0, help="seconds of driving")
     d.add_argument("--outage", type=float, nargs=2, default=(60.0, 360.0), metavar=("START", "END"), help="GPS outage")
-    d.add_argument("--rate-hz", type=float, default=2.0, help="camera frames per second")
+    d.add_argument("--rate-hz", type=float, default=None, help="camera frames per second (default: car 2, uav 1)")
+    d.add_argument("--vehicle", choices=("car", "uav"), default="car", help="a car with a 360 camera, or a drone")
+    d.add_argument("--altitude", type=float, default=120.0, help="uav: metres above ground")
     d.add_argument("--seed", type=int, default=0, help="the drive, its sensors and the appearance")
-    d.add_argument("--budget-ms", type=float, default=100.0, help="per-frame budget; 0: none")
+    d.add_argument(
+        "--budget-ms", type=float, default=None, help="per-frame budget; 0: none (default: car 100, uav 500)"
+    )
     d.add_argument("--workers", type=int, default=2, help="processes rendering frames and building the map")
     d.add_argument("--map-cache", default=None, help="where map bundles are cached (default: maps/build)")
     d.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -26,6 +26,7 @@ CARD_FORMAT = "edge-geoloc-model-card/1"
 CARD_FILE = "model.yaml"
 BRANCHES = ("street", "aerial")
 Branch = Literal["street", "aerial"]
+DRONE = "drone"  # optional third encoder (issue 7): rectified drone patches, trained against the aerial branch
 
 INPUT = "image"
 DESCRIPTOR = "descriptor"
@@ -110,6 +111,24 @@ class AerialCard(BranchCard):
 
 
 @dataclass(frozen=True, kw_only=True)
+class DroneCard(BranchCard):
+    """The drone branch: north-up ortho patches rectified from drone frames (``patch_m`` a side at ``gsd_m``,
+    as the aerial tiles) -> descriptors searched in the same maps; trained against ``aerial_sha256``."""
+
+    gsd_m: float = field(metadata=check(lambda v: v > 0, "metres per pixel > 0"))
+    patch_m: float = field(metadata=check(lambda v: v > 0, "a patch side in metres"))
+    aerial_sha256: str = field(metadata=check(_is_sha256, "64 lowercase hex digits (the aerial graph it pairs with)"))
+    heading: Literal["rotation-search"] = "rotation-search"  # north-up encoder: unknown yaw by searching rotations
+    trained_altitude_m: tuple[float, float] = (50.0, 300.0)
+    trained_tilt_deg: tuple[float, float] = (0.0, 40.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if abs(self.gsd_m * self.width - self.patch_m) > 1e-6 * self.patch_m:
+            raise ValueError(f"gsd_m {self.gsd_m} x width {self.width} px is not patch_m {self.patch_m}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class OffsetCard:
     """VIGOR's offset head: (street, aerial) descriptors -> east/north metres from the tile centre."""
 
@@ -133,8 +152,23 @@ class ModelCard:
     street: StreetCard
     aerial: AerialCard
     offset: OffsetCard
+    drone: DroneCard | None = None
 
-    def branch(self, name: str) -> StreetCard | AerialCard:
+    def __post_init__(self) -> None:
+        if self.drone is not None and self.drone.aerial_sha256 != self.aerial.sha256:
+            raise ValueError(
+                "the drone branch was trained against another aerial graph"
+                f" ({self.drone.aerial_sha256[:12]}... vs this card's {self.aerial.sha256[:12]}...): retrain it"
+            )
+
+    def branch(self, name: str) -> StreetCard | AerialCard | DroneCard:
+        if name == DRONE:
+            if self.drone is None:
+                raise CardError(
+                    f"model {self.model} has no drone branch (train one with edge-geoloc train-drone and add it"
+                    " with edge-geoloc export-drone)"
+                )
+            return self.drone
         if name not in BRANCHES:
             raise ValueError(f"unknown branch {name!r} (expected one of {', '.join(BRANCHES)})")
         return self.street if name == "street" else self.aerial
@@ -222,7 +256,7 @@ def verify(model_dir: str | Path, card: ModelCard | None = None, check_graphs: b
     """Check that each graph exists, has the card's sha256 and (``check_graphs``) the card's tensor shapes."""
     model_dir = Path(model_dir)
     card = card or load_card(model_dir)
-    for name in (*BRANCHES, "offset"):
+    for name in (*BRANCHES, "offset", *((DRONE,) if card.drone is not None else ())):
         entry = card.offset if name == "offset" else card.branch(name)
         path = model_dir / entry.file
         if not path.exists():

@@ -1,0 +1,156 @@
+"""GPS-denied flights in the synthetic world: what the UAV demo and benchmark run.
+
+A :class:`UavScenario` is the vehicle :class:`~edge_geoloc.localize.scenario.Scenario` with a drone:
+a flight (:func:`~edge_geoloc.world.trajectory.fly`) at ``altitude_m``, the drone camera (lens,
+mount), the autopilot's attitude and height (:class:`AttitudeModel`: roll/pitch noise, a
+magnetometer yaw bias, barometric height noise), the receiver with its outage and the drone's
+odometry (ground speed from airspeed, off by the wind: a scale error; the gyro's yaw rate with a
+bias). Frames are rendered with the TRUE attitude; the loop only gets the autopilot's.
+Evaluation, the odometry-only baseline and frame rendering are the vehicle scenario's.
+
+World-side imports (rendering) happen inside functions: the loop itself stays device-side.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_geoloc.localize.scenario import Scenario
+from edge_geoloc.localize.sources import SyntheticSource
+from edge_geoloc.localize.uav import AttitudeLog
+from edge_geoloc.localize.uav_camera import Lens, Mount, UavCamera
+
+log = logging.getLogger(__name__)
+
+# The demo drone: a 384 x 288 camera, 80 degrees across, mild barrel distortion, on a gimbal 15 degrees
+# forward of nadir (the autopilot's attitude still moves it: not stabilized).
+DEMO_UAV_CAMERA = UavCamera(
+    lens=Lens.from_fov(384, 288, 80.0, k1=-0.08, k2=0.01),
+    mount=Mount(tilt_deg=15.0),
+)
+
+
+@dataclass(frozen=True)
+class AttitudeModel:
+    """The autopilot's attitude and height estimates: noise, a yaw bias (a badly calibrated magnetometer)."""
+
+    roll_pitch_sigma_deg: float = 0.3
+    yaw_sigma_deg: float = 1.0
+    yaw_bias_deg: float = 0.0
+    height_sigma_m: float = 0.7  # barometer / rangefinder noise
+    height_bias_m: float = 0.0
+    rate_hz: float = 20.0
+    yaw: bool = True  # False: the autopilot gives no yaw at all
+    seed: int = 0
+
+    def simulate(self, traj: Any, crs: Any) -> AttitudeLog:
+        """Samples along ``traj`` at ``rate_hz``; yaw clockwise from TRUE north."""
+        rng = np.random.default_rng(self.seed)
+        t = np.arange(traj.t[0], traj.t[-1] + 1e-9, 1.0 / self.rate_hz)
+        tr = traj.resample(t)
+        n = len(t)
+        yaw = tr.true_heading(crs) + self.yaw_bias_deg + rng.normal(0, self.yaw_sigma_deg, n)
+        return AttitudeLog(
+            t,
+            tr.roll_deg + rng.normal(0, self.roll_pitch_sigma_deg, n),
+            tr.pitch_deg + rng.normal(0, self.roll_pitch_sigma_deg, n),
+            np.mod(yaw, 360.0) if self.yaw else np.full(n, np.nan),
+            tr.altitude_m + self.height_bias_m + rng.normal(0, self.height_sigma_m, n),
+            "simulated autopilot",
+        )
+
+
+class UavSource(SyntheticSource):
+    """The synthetic world seen by the drone camera along a flight (true attitude), at ``rate_hz``."""
+
+    def render(self, i: int) -> tuple[np.ndarray, Any]:
+        from edge_geoloc.world.camera import render_camera
+
+        rng = np.random.default_rng([self.seed, i])
+        pose = self.trajectory.at(float(self.times[i]))
+        cam: UavCamera = self.camera
+        R = cam.world_from_cam(pose.roll_deg, pose.pitch_deg, pose.heading_deg)
+        image = render_camera(
+            self.world, cam.lens, R, np.array([pose.east, pose.north, pose.altitude_m]), self.app, rng
+        )
+        return image, pose
+
+
+@dataclass
+class UavScenario(Scenario):
+    attitude_model: AttitudeModel | None = None
+    altitude_m: float = 120.0
+
+    def source(self) -> UavSource:
+        return UavSource(self.world, self.trajectory, self.camera, self.rate_hz, app=self.app, seed=self.seed)
+
+    def attitude(self) -> AttitudeLog:
+        """A fresh attitude stream (each run polls its own)."""
+        assert self.attitude_model is not None
+        return self.attitude_model.simulate(self.trajectory, self.crs)
+
+
+def make_uav_scenario(
+    world: Any,
+    seed: int = 0,
+    duration_s: float = 420.0,
+    outage: tuple[float, float] | None = (60.0, 360.0),
+    rate_hz: float = 1.0,
+    camera: UavCamera = DEMO_UAV_CAMERA,
+    altitude_m: float = 120.0,
+    speed_mps: float = 12.0,
+    margin_m: float = 160.0,
+    attitude: AttitudeModel | None = None,
+) -> UavScenario:
+    """A flight of ``duration_s`` over ``world`` with GPS denied during ``outage`` (seconds from the start).
+
+    ``margin_m`` keeps the drone that far inside the world, so that what it looks at stays on the map.
+    """
+    from edge_geoloc.world.appearance import Appearance
+    from edge_geoloc.world.sensors import GpsModel, OdometryModel
+    from edge_geoloc.world.trajectory import fly
+
+    rng = np.random.default_rng(seed)
+    traj = fly(world, rng, duration_s, dt=0.1, altitude_m=altitude_m, speed_mps=speed_mps, margin_m=margin_m)
+    gps = GpsModel(seed=seed, outages=() if outage is None else (outage,), multipath_rate_hz=0.0).simulate(
+        traj, world.crs
+    )
+    # Ground speed from airspeed is off by the wind (a few percent); a MEMS gyro drifts.
+    odo = OdometryModel(
+        seed=seed + 1, speed_scale_error=0.03, speed_noise_mps=0.3, yaw_rate_bias_dps=0.08, yaw_rate_noise_dps=0.2
+    ).simulate(traj)
+    app = Appearance.sample(rng, "uav")
+    att = attitude or AttitudeModel(seed=seed + 2)
+    return UavScenario(world, traj, gps, odo, outage, camera, app, rate_hz, seed, att, altitude_m)
+
+
+def aerial_map(
+    region_file: str | Path, model_dir: str | Path, cache: str | Path, workers: int = 2, progress: bool = True
+) -> Path:
+    """The region's map bundle for this export's AERIAL encoder: reused when present, else built.
+
+    Keyed by the aerial graph's sha256 (not the whole card's): adding a drone branch to an export
+    changes its card, not its maps.
+    """
+    from edge_geoloc.maps import MapIndex
+    from edge_geoloc.maps.build import build_map
+    from edge_geoloc.maps.bundle import BundleError
+    from edge_geoloc.runtime.card import load_card
+    from edge_geoloc.world.region import Region
+
+    card = load_card(model_dir)
+    name = Region.load(region_file).name
+    out = Path(cache) / f"{name}-a{card.aerial.sha256[:12]}"
+    if out.exists():
+        try:
+            MapIndex.open(out, card=card)
+            return out
+        except BundleError as err:
+            log.warning("cached map %s unusable (%s): rebuilding", out, err)
+    print(f"building the map of {name} with {Path(model_dir).name}'s aerial encoder (cached in {out})")
+    return build_map(region_file, model_dir, out, workers=workers, progress=progress, overwrite=out.exists())

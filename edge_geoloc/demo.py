@@ -36,17 +36,40 @@ MAP_CACHE = ROOT / "maps" / "build"
 
 
 def find_export(path: str | Path) -> Path:
-    """The export folder (with model.yaml) at ``path`` or one level below it (models/demo/export)."""
+    """The export folder (with model.yaml) at ``path`` or one level below it (models/demo/export).
+
+    A folder holding only a checkpoint (``*.pt``) is exported once into ``export/build/<name>-<sha>``
+    (needs torch, which ``make`` installs), so a checkpoint committed without its export still runs.
+    """
     path = Path(path)
     if (path / "model.yaml").exists():
         return path
     found = sorted(p.parent for p in path.glob("*/model.yaml"))
     if found:
         return found[0]
+    ckpts = sorted(path.glob("*.pt")) if path.is_dir() else ([path] if path.suffix == ".pt" and path.exists() else [])
+    if ckpts:
+        return export_checkpoint(ckpts[0])
     raise FileNotFoundError(
-        f"{path}: no exported model (model.yaml) here or in a subfolder; export one with"
+        f"{path}: no exported model (model.yaml) here or in a subfolder, and no checkpoint; export one with"
         " `edge-geoloc export --checkpoint CKPT --out DIR` and pass --model DIR"
     )
+
+
+def export_checkpoint(ckpt: Path) -> Path:
+    """The export of a checkpoint, made once and cached by the checkpoint's sha256."""
+    from edge_geoloc.runtime.card import sha256_of
+
+    out = ROOT / "export" / "build" / f"{ckpt.parent.name}-{sha256_of(ckpt)[:12]}"
+    if (out / "model.yaml").exists():
+        return out
+    try:
+        from edge_geoloc.export.onnx_export import export_model
+    except ImportError as err:
+        raise RuntimeError(f"{ckpt}: exporting the checkpoint needs torch (the train extra): {err}") from None
+    print(f"exporting {ckpt} to {out} (once)")
+    export_model(ckpt, out)
+    return out
 
 
 def cached_map(region: Path, model: Path, cache: Path, workers: int, progress: bool) -> Path:

@@ -157,39 +157,38 @@ def render_region(
     inner = world.contains(te, tn, cfg.tile_m)
     tiles = ids[inner]
     n = cfg.frames if split == "train" else cfg.test_frames
-    rows = []
+    plans = [plan_frame(world, tiling, tiles, cfg, name, i) for i in range(n)]
+    apps = [appearance.sample(image_rng(cfg.seed, name, _POSE + 100, i), "uav") for i in range(n)]
+    # Render grouped by sun: the renderer caches a few suns' shadow rasters, each costs a second to build.
+    order = sorted(range(n), key=lambda i: (apps[i].sun_azimuth_deg, apps[i].sun_elevation_deg, i))
     done: set[int] = set()
-    for i in tqdm(range(n), desc=f"{name} ({split})", unit="frame", disable=not progress, leave=False):
-        pose = plan_frame(world, tiling, tiles, cfg, name, i)
+    for i in tqdm(order, desc=f"{name} ({split})", unit="frame", disable=not progress, leave=False):
+        pose = plans[i]
         b = building_id(name, pose.tile)
-        rel = Path(qname) / b / f"image-{i:05d}.jpeg"
-        path = out / split / rel
+        path = out / split / qname / b / f"image-{i:05d}.jpeg"
         if not path.exists():
-            rng = image_rng(cfg.seed, name, _POSE + 100, i)
-            app = appearance.sample(rng, "uav")
+            rng = image_rng(cfg.seed, name, _POSE + 200, i)
             R = UavCamera(lens=cfg.lens, mount=Mount(tilt_deg=pose.tilt_deg)).world_from_cam(
                 pose.roll_deg, pose.pitch_deg, pose.yaw_grid_deg
             )
-            image = render_camera(world, cfg.lens, R, np.array([pose.east, pose.north, pose.height_m]), app, rng)
+            image = render_camera(world, cfg.lens, R, np.array([pose.east, pose.north, pose.height_m]), apps[i], rng)
             path.parent.mkdir(parents=True, exist_ok=True)
             write_rgb(path, image, cfg.jpeg_quality)
-        else:
-            app = appearance.sample(image_rng(cfg.seed, name, _POSE + 100, i), "uav")
         if pose.tile not in done:
             sat = out / split / gname / b / f"{b}.png"
             if not sat.exists():
                 sat.parent.mkdir(parents=True, exist_ok=True)
-                tile_img = render_aerial(
-                    world, pose.tile_east, pose.tile_north, cfg.satellite_px, cfg.tile_m / cfg.satellite_px
-                )
-                write_rgb(sat, tile_img)
+                size = cfg.satellite_px
+                write_rgb(sat, render_aerial(world, pose.tile_east, pose.tile_north, size, cfg.tile_m / size))
             done.add(pose.tile)
+    rows = []
+    for i, (pose, app) in enumerate(zip(plans, apps)):
         lat, lon = world.crs.to_latlon(pose.east, pose.north)
         conv = float(world.crs.convergence_deg(lat, lon))
         rows.append(
             {
-                "image": str(rel),
-                "building": b,
+                "image": str(Path(qname) / building_id(name, pose.tile) / f"image-{i:05d}.jpeg"),
+                "building": building_id(name, pose.tile),
                 "region": name,
                 "east": round(pose.east, 3),
                 "north": round(pose.north, 3),

@@ -362,6 +362,9 @@ class UavLocalizer(Localizer):
             "north": fn,
             "evidence": evidence,
             "top_score": float(sc[0]),
+            "best_east": float(ea[0]),  # the best (patch, tile) pair's place: that tile's centre less the patch offset
+            "best_north": float(na[0]),
+            "best_tile": float(ids_a[0]),
             "patches": float(len(desc_all)),
             "heading_grid_deg": float("nan") if heading_meas is None else heading_meas[0],
         }

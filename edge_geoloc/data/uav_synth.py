@@ -44,8 +44,10 @@ _POSE, _SATELLITE = 10, 11  # seed purposes (distinct from the street dataset's)
 
 
 def default_lens() -> Lens:
-    """A small drone camera: 384 x 288, 80 degrees horizontal, mild barrel distortion."""
-    return Lens.from_fov(384, 288, 80.0, k1=-0.08, k2=0.01)
+    """The demo drone's lens (edge_geoloc/configs/camera/uav-demo.yaml): 384 x 288, 80 degrees, mild barrel."""
+    from edge_geoloc.localize.uav_scenario import DEMO_UAV_CAMERA
+
+    return DEMO_UAV_CAMERA.lens
 
 
 @dataclass(frozen=True)

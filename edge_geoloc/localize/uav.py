@@ -46,7 +46,7 @@ from edge_geoloc.geo.crs import wrap_deg
 from edge_geoloc.localize.filter import FilterConfig
 from edge_geoloc.localize.pipeline import Localizer, LoopConfig
 from edge_geoloc.localize.rectify import GroundView, Rectifier, look_point, offsets_en
-from edge_geoloc.localize.refine import candidates, heading_from_rolls
+from edge_geoloc.localize.refine import VisionCheck, candidates, heading_from_rolls
 from edge_geoloc.localize.sources import Frame
 from edge_geoloc.localize.uav_camera import Attitude, UavCamera
 
@@ -157,6 +157,8 @@ class UavLocalizer(Localizer):
         self.attitude = attitude
         self.rect = Rectifier(camera.lens, drone.width, drone.gsd_m)
         self.up_deg = -self.convergence  # true-north-up patches, as the map's tiles
+        # Shifted patches place candidates between tile centres: let the fitted spread go below a stride's quarter.
+        self.vision_check = VisionCheck(lo=self.tiling.tile_m / 16.0, hi=self.tiling.tile_m)
         self._att: Attitude | None = None
         self._att_logged: set[str] = set()
         self.stats.attitude_held = 0  # type: ignore[attr-defined]

@@ -23,16 +23,14 @@ import numpy as np
 from edge_geoloc.localize.scenario import Scenario
 from edge_geoloc.localize.sources import SyntheticSource
 from edge_geoloc.localize.uav import AttitudeLog
-from edge_geoloc.localize.uav_camera import Lens, Mount, UavCamera
+from edge_geoloc.localize.uav_camera import UavCamera
 
 log = logging.getLogger(__name__)
 
-# The demo drone: a 384 x 288 camera, 80 degrees across, mild barrel distortion, on a gimbal 15 degrees
-# forward of nadir (the autopilot's attitude still moves it: not stabilized).
-DEMO_UAV_CAMERA = UavCamera(
-    lens=Lens.from_fov(384, 288, 80.0, k1=-0.08, k2=0.01),
-    mount=Mount(tilt_deg=15.0),
-)
+# The demo drone's camera (384 x 288, 80 degrees across, mild barrel distortion, a gimbal 15 degrees forward
+# of nadir that does not cancel the airframe's roll and pitch; the yaw not trusted): one YAML, also for `run`.
+DEMO_UAV_CAMERA_FILE = Path(__file__).resolve().parent.parent / "configs" / "camera" / "uav-demo.yaml"
+DEMO_UAV_CAMERA = UavCamera.load(DEMO_UAV_CAMERA_FILE)
 
 
 @dataclass(frozen=True)

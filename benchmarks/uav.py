@@ -228,14 +228,15 @@ def main() -> int:
     ap.add_argument("--map-cache", type=Path, default=None, help="map bundles (default maps/build; built when missing)")
     args = ap.parse_args()
 
-    from edge_geoloc.demo import DEMO_MODEL, MAP_CACHE, find_export
+    from edge_geoloc.demo import DEMO_MODEL, MAP_CACHE, cached_map
     from edge_geoloc.localize.scenario import load_world
-    from edge_geoloc.localize.uav_scenario import DEMO_UAV_CAMERA, aerial_map
+    from edge_geoloc.localize.uav_demo import find_uav_export
+    from edge_geoloc.localize.uav_scenario import DEMO_UAV_CAMERA
     from edge_geoloc.maps import MapIndex
     from edge_geoloc.runtime import load_card, open_encoder
 
     t_all = time.perf_counter()
-    model = find_export(args.model or DEMO_MODEL)
+    model = find_uav_export(args.model or DEMO_MODEL)
     card = load_card(model)
     card.branch("drone")  # a clear error when the export has no drone branch
     towns = args.towns or (TOWNS[:1] if args.quick else TOWNS[:2])
@@ -248,7 +249,7 @@ def main() -> int:
     for k, town in enumerate(towns):
         region = ROOT / "maps" / "synth" / f"{town}.yaml"
         index = MapIndex.open(
-            aerial_map(region, model, args.map_cache or MAP_CACHE, args.workers, progress=False), card=card
+            cached_map(region, model, args.map_cache or MAP_CACHE, args.workers, progress=False), card=card
         )
         world = load_world(region)
         shots = [

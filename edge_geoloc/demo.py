@@ -77,11 +77,13 @@ def cached_map(region: Path, model: Path, cache: Path, workers: int, progress: b
     from edge_geoloc.maps import MapIndex
     from edge_geoloc.maps.build import build_map
     from edge_geoloc.maps.bundle import BundleError
-    from edge_geoloc.runtime.card import load_card, sha256_of
+    from edge_geoloc.runtime.card import load_card
     from edge_geoloc.world.region import Region
 
     name = Region.load(region).name
-    out = cache / f"{name}-{sha256_of(model / 'model.yaml')[:12]}"
+    # Keyed by the aerial graph (what the descriptors come from), not the whole card: a drone branch added
+    # to the card (issue 7) uses the same maps.
+    out = cache / f"{name}-{load_card(model).aerial.sha256[:12]}"
     if out.exists():
         try:
             MapIndex.open(out, card=load_card(model))

@@ -27,15 +27,23 @@ from edge_geoloc.runtime import load_card, open_encoder
 from edge_geoloc.world.appearance import Appearance
 from edge_geoloc.world.camera import render_camera
 
-LENS = Lens.from_fov(72, 72, 90.0, k1=-0.05)  # square, centred, radial only: a 90-degree turn is exact
+LENS = Lens.from_fov(73, 73, 90.0, k1=-0.05)  # square, odd (its pyramid turns too), radial: 90-degree turns exact
 CAMERA = UavCamera(lens=LENS, altitude_range_m=(10.0, 500.0))
 APP = Appearance(haze=0.0, sun_elevation_deg=60.0)
 HEIGHT = 40.0
 
 
+# Painted squares on the grass (height-0 boxes) so that every tile's patch differs in colour layout: a
+# random-weight encoder tells tiles apart by little more than that.
+_rng = np.random.default_rng(5)
+PAINT = [(float(e), float(n), 7.0, 7.0, 0.0) for e, n in _rng.uniform(-110, 110, (60, 2))]
+PAINT_RGB = [tuple(int(v) for v in c) for c in _rng.integers(0, 256, (60, 3))]
+
+
 @functools.cache
 def world():
-    return box_world(BOXES, roof_rgb=ROOFS, facade_rgb=FACADES, size_m=300.0)
+    boxes = BOXES + PAINT
+    return box_world(boxes, roof_rgb=ROOFS + PAINT_RGB, facade_rgb=FACADES + PAINT_RGB, size_m=300.0)
 
 
 def tiling() -> Tiling:

@@ -39,10 +39,15 @@ def export_drone(
     model_dir = Path(model_dir)
     card = verify(model_dir, check_graphs=False)
     branch, state = load_drone(checkpoint)
-    if state["aerial_sha256"] != card.aerial.sha256:
+    # Paired by the aerial WEIGHTS (the checkpoint the export came from) where both say; an export of the same
+    # checkpoint elsewhere (another torch) may differ in bytes, not in descriptors. Else by the aerial graph.
+    ours, theirs = state.get("aerial_checkpoint_sha256"), card.checkpoint_sha256
+    same = ours == theirs if ours and theirs else state["aerial_sha256"] == card.aerial.sha256
+    if not same:
         raise DroneExportError(
-            f"{checkpoint}: trained against aerial graph {state['aerial_sha256'][:12]}..., but {model_dir} has"
-            f" {card.aerial.sha256[:12]}...: its descriptors would not match maps of this export; retrain it"
+            f"{checkpoint}: trained against aerial graph {state['aerial_sha256'][:12]}... (checkpoint"
+            f" {(ours or '?')[:12]}...), but {model_dir} has {card.aerial.sha256[:12]}... (checkpoint"
+            f" {(theirs or '?')[:12]}...): its descriptors would not match maps of this export; retrain it"
             f" (edge-geoloc train-drone --model {model_dir})"
         )
     cfg = branch.cfg

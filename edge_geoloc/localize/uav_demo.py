@@ -47,7 +47,7 @@ def run_uav_demo(
     """Run the UAV demo (see the module docstring); returns the report."""
     from tqdm import tqdm
 
-    from edge_geoloc.demo import DEMO_MODEL, DEMO_REGION, MAP_CACHE, ROOT, find_export, plot_errors, plot_trajectory
+    from edge_geoloc.demo import DEMO_MODEL, DEMO_REGION, MAP_CACHE, ROOT, cached_map, plot_errors, plot_trajectory
     from edge_geoloc.localize.outputs import FixWriter
     from edge_geoloc.localize.run import format_summary
     from edge_geoloc.localize.scenario import (
@@ -59,16 +59,16 @@ def run_uav_demo(
         run_scenario,
     )
     from edge_geoloc.localize.uav import UavLocalizer, open_uav_models
-    from edge_geoloc.localize.uav_scenario import aerial_map, make_uav_scenario
+    from edge_geoloc.localize.uav_scenario import make_uav_scenario
 
     t_all = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model_dir = find_export(model or DEMO_MODEL)
+    model_dir = find_uav_export(model or DEMO_MODEL)
     region_file = Path(region or DEMO_REGION)
     if not outage[0] < outage[1] <= duration_s:
         raise ValueError(f"outage {outage} must be a window inside the flight's {duration_s:g} s")
-    map_dir = aerial_map(region_file, model_dir, Path(map_cache or MAP_CACHE), workers, progress)
+    map_dir = cached_map(region_file, model_dir, Path(map_cache or MAP_CACHE), workers, progress)
     t_setup = time.perf_counter()
     world = load_world(region_file)
     camera = replace(DEMO_UAV_CAMERA, attitude=AttitudeConfig(yaw=yaw))  # type: ignore[arg-type]
@@ -145,6 +145,32 @@ def run_uav_demo(
     )
     print(f"wrote {out / 'report.json'}, {out / 'report.md'}, {out / 'trajectory.png'}, {out / 'error.png'}")
     return full
+
+
+def find_uav_export(path: str | Path) -> Path:
+    """The export at ``path`` (:func:`edge_geoloc.demo.find_export`: a folder with model.yaml, or one holding
+    only a checkpoint, exported once) with a drone branch: when its card has none, the drone checkpoint in
+    ``path/drone/*.pt`` is added to it once (needs torch, as exporting does)."""
+    from edge_geoloc.demo import find_export
+    from edge_geoloc.runtime.card import load_card
+
+    model_dir = find_export(path)
+    if load_card(model_dir).drone is not None:
+        return model_dir
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    drones = sorted((folder / "drone").glob("*.pt"))
+    if not drones:
+        raise FileNotFoundError(
+            f"{model_dir}: the export has no drone branch and {folder / 'drone'} holds no drone checkpoint"
+            " (edge-geoloc train-drone, then edge-geoloc export-drone)"
+        )
+    try:
+        from edge_geoloc.export.drone import export_drone
+    except ImportError as err:
+        raise RuntimeError(f"{drones[0]}: adding the drone branch needs torch (the train extra): {err}") from None
+    print(f"adding the drone branch {drones[0]} to {model_dir} (once)")
+    export_drone(drones[0], model_dir)
+    return model_dir
 
 
 def report_markdown(r: dict[str, Any]) -> str:

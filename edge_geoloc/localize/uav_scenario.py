@@ -125,30 +125,3 @@ def make_uav_scenario(
     app = Appearance.sample(rng, "uav")
     att = attitude or AttitudeModel(seed=seed + 2)
     return UavScenario(world, traj, gps, odo, outage, camera, app, rate_hz, seed, att, altitude_m)
-
-
-def aerial_map(
-    region_file: str | Path, model_dir: str | Path, cache: str | Path, workers: int = 2, progress: bool = True
-) -> Path:
-    """The region's map bundle for this export's AERIAL encoder: reused when present, else built.
-
-    Keyed by the aerial graph's sha256 (not the whole card's): adding a drone branch to an export
-    changes its card, not its maps.
-    """
-    from edge_geoloc.maps import MapIndex
-    from edge_geoloc.maps.build import build_map
-    from edge_geoloc.maps.bundle import BundleError
-    from edge_geoloc.runtime.card import load_card
-    from edge_geoloc.world.region import Region
-
-    card = load_card(model_dir)
-    name = Region.load(region_file).name
-    out = Path(cache) / f"{name}-a{card.aerial.sha256[:12]}"
-    if out.exists():
-        try:
-            MapIndex.open(out, card=card)
-            return out
-        except BundleError as err:
-            log.warning("cached map %s unusable (%s): rebuilding", out, err)
-    print(f"building the map of {name} with {Path(model_dir).name}'s aerial encoder (cached in {out})")
-    return build_map(region_file, model_dir, out, workers=workers, progress=progress, overwrite=out.exists())

@@ -365,6 +365,7 @@ def train_drone(
             "drone_format": DRONE_FORMAT,
             "drone": {k: v.half() if v.is_floating_point() else v for k, v in branch.state_dict().items()},
             "aerial_sha256": card.aerial.sha256,
+            "aerial_checkpoint_sha256": sha256_of(checkpoint),  # the weights it pairs with, whatever their export
             "init_checkpoint": str(checkpoint),
             "rectified": {"size_px": rect.size_px, "gsd_m": rect.gsd_m, "max_off_nadir_deg": rect.max_off_nadir_deg},
             "trained_altitude_m": [float(train_ds.poses["height_m"].min()), float(train_ds.poses["height_m"].max())],

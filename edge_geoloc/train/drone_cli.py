@@ -9,7 +9,7 @@ from pathlib import Path
 
 def _train(args: argparse.Namespace) -> int:
     from edge_geoloc.data.university1652 import University1652
-    from edge_geoloc.localize.uav_scenario import aerial_map
+    from edge_geoloc.demo import cached_map
     from edge_geoloc.train.drone import DroneTrainConfig, train_drone
 
     cfg = DroneTrainConfig.load(args.config)
@@ -21,7 +21,7 @@ def _train(args: argparse.Namespace) -> int:
         region_file = Path(args.regions_dir) / f"{name}.yaml"
         if not region_file.exists():
             raise FileNotFoundError(f"{region_file}: no region file for region {name} of {args.data} (--regions-dir)")
-        maps[name] = aerial_map(region_file, args.model, args.map_cache, workers=args.workers, progress=True)
+        maps[name] = cached_map(region_file, Path(args.model), Path(args.map_cache), args.workers, progress=True)
     result = train_drone(args.data, args.model, args.checkpoint, args.out, cfg, maps)
     print(json.dumps(result, indent=1))
     return 0

@@ -17,11 +17,11 @@ it: blocks up to ``prune_at`` see every patch, the later ones only the kept patc
 
 from __future__ import annotations
 
-import math
+import itertools
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from edge_geoloc.model.config import BranchConfig, ModelConfig, keep_count
+from edge_geoloc.model.config import BranchConfig, ModelConfig, conv_stem_widths, keep_count
 
 PAPER = "paper: MACs of Linear and Conv layers at batch 1 (ptflops), attention matmuls q.k and attn.v excluded"
 FULL = "full: FLOPs of every matmul and conv, attention included, a multiply-add = 2 FLOPs, batch 1"
@@ -68,11 +68,10 @@ def embedding_cost(cfg: ModelConfig, b: BranchConfig) -> tuple[int, int]:
     if cfg.stem == "patch":
         n = b.num_patches
         return n * d * 3 * b.patch * b.patch, (3 * b.patch * b.patch + 1) * d
-    steps = round(math.log2(b.patch))
-    widths = [3] + [max(16, d >> (steps - i)) for i in range(1, steps + 1)]
+    widths = conv_stem_widths(d, b.patch)
     h, w = b.height, b.width
     macs = params = 0
-    for cin, cout in zip(widths[:-1], widths[1:]):
+    for cin, cout in itertools.pairwise(widths):
         h, w = (h + 1) // 2, (w + 1) // 2
         macs += h * w * cout * cin * 9
         params += cout * cin * 9 + 2 * cout  # conv weights + BatchNorm scale and shift

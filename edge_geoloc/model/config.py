@@ -6,6 +6,7 @@ A config fixes both branches' input sizes, the ViT size and the descriptor. It i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -21,6 +22,15 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def keep_count(num_patches: int, keep_ratio: float) -> int:
     """Patches kept at a keep ratio (TransGeo: 0.64 keeps 400 of 625, 256 of 400); torch-free for FLOP counts."""
     return max(1, min(num_patches, round(keep_ratio * num_patches)))
+
+
+def conv_stem_widths(dim: int, patch: int) -> list[int]:
+    """Channel widths of the conv stem's stride-2 convs, input first (one conv per halving of
+    ``patch``, doubling up to ``dim``); shared by the model and the FLOP count."""
+    steps = round(math.log2(patch))
+    if 2**steps != patch:
+        raise ValueError(f"a conv stem needs a power-of-two patch size, got {patch}")
+    return [3] + [max(16, dim >> (steps - i)) for i in range(1, steps + 1)]
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,14 @@ graph (set ``prune_at = depth - 1`` for the closest single-pass equivalent). At
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_geoloc.model.config import BranchConfig, ModelConfig, keep_count
+from edge_geoloc.model.config import BranchConfig, ModelConfig, conv_stem_widths, keep_count
 
 
 class Attention(nn.Module):
@@ -70,12 +71,9 @@ class ConvStem(nn.Module):
 
     def __init__(self, dim: int, patch: int) -> None:
         super().__init__()
-        steps = int(round(math.log2(patch)))
-        if 2**steps != patch:
-            raise ValueError(f"a conv stem needs a power-of-two patch size, got {patch}")
-        widths = [3] + [max(16, dim >> (steps - i)) for i in range(1, steps + 1)]
+        widths = conv_stem_widths(dim, patch)
         layers: list[nn.Module] = []
-        for cin, cout in zip(widths[:-1], widths[1:]):
+        for cin, cout in itertools.pairwise(widths):
             layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
         layers.append(nn.Conv2d(widths[-1], dim, 1))
         self.layers = nn.Sequential(*layers)

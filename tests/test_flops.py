@@ -25,7 +25,7 @@ def test_transgeo_cvusa_reproduces_the_papers_11_32_gmacs():
 
 def test_hand_computed_block_count():
     # dim 8, 1 block, 2 heads, mlp 2 -> hidden 16; street 8x16 px, patch 4 -> 2x4 = 8 patches, 1 class token.
-    cfg = load_model_config("tiny").with_(dim=8, depth=1, heads=2, mlp_ratio=2.0, distilled=False, prune_at=0)
+    cfg = load_model_config("tiny").with_(dim=8, depth=1, heads=2, mlp_ratio=2.0, distilled=False, prune_at=0, stem="patch")
     from edge_geoloc.model import BranchConfig
 
     cfg = cfg.with_(street=BranchConfig(8, 16, 4), aerial=BranchConfig(8, 8, 4), descriptor_dim=4)
@@ -35,6 +35,21 @@ def test_hand_computed_block_count():
     assert b.linear_conv_macs == linear
     assert b.attention_macs == 2 * t * t * 8
     assert b.gflops_full == pytest.approx(2 * (linear + 2 * t * t * 8) / 1e9)
+
+
+def test_hand_computed_conv_stem():
+    # dim 64, patch 4 -> two stride-2 3x3 convs 3->32->64 (widths dim>>1, dim), then a 1x1 conv 64->64.
+    from edge_geoloc.export.flops import embedding_cost
+    from edge_geoloc.model import BranchConfig
+    from edge_geoloc.model.config import conv_stem_widths
+
+    assert conv_stem_widths(64, 4) == [3, 32, 64]
+    cfg = load_model_config("tiny").with_(dim=64, stem="conv")
+    macs, params = embedding_cost(cfg, BranchConfig(8, 16, 4))
+    assert macs == 4 * 8 * 32 * 3 * 9 + 2 * 4 * 64 * 32 * 9 + 2 * 4 * 64 * 64
+    assert params == (32 * 3 * 9 + 64) + (64 * 32 * 9 + 128) + 65 * 64
+    with pytest.raises(ValueError, match="power-of-two patch"):
+        conv_stem_widths(64, 6)
 
 
 def test_pruning_savings_at_transgeos_keep_ratio():

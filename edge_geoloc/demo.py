@@ -108,19 +108,8 @@ def run_demo(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the demo (see the module docstring); returns the report."""
-    from tqdm import tqdm
-
-    from edge_geoloc.localize.outputs import FixWriter
-    from edge_geoloc.localize.run import format_summary, open_models
-    from edge_geoloc.localize.scenario import (
-        evaluate,
-        load_world,
-        make_scenario,
-        public,
-        render_frames,
-        replay_without_vision,
-        run_scenario,
-    )
+    from edge_geoloc.localize.run import open_models
+    from edge_geoloc.localize.scenario import load_world, make_scenario, render_frames, run_scenario
 
     t_all = time.perf_counter()
     out = Path(out)
@@ -138,6 +127,57 @@ def run_demo(
     encoder, index, offset = open_models(model_dir, map_dir, threads=max(1, workers))
     config = LoopConfig(budget_ms=budget_ms)
 
+    meta = {
+        "model": str(model_dir.relative_to(ROOT) if model_dir.is_relative_to(ROOT) else model_dir),
+        "region": region_file.stem,
+        "map": str(map_dir),
+        "duration_s": duration_s,
+        "outage": list(outage),
+        "rate_hz": rate_hz,
+        "seed": seed,
+        "budget_ms": budget_ms,
+        "encoder": repr(encoder),
+        "offset_head": offset is not None,
+    }
+    full = loop_and_report(
+        sc,
+        frames,
+        out,
+        lambda show, writer: run_scenario(
+            sc, encoder, index, offset, config, progress=show, writer=writer, frames=frames
+        ),
+        meta=meta,
+        loop_keys=("vision_heading",),
+        markdown=report_markdown,
+        headline=headline,
+        started=(t_all, t_setup, t_render),
+        progress=progress,
+    )
+    return full
+
+
+def loop_and_report(
+    sc: Any,
+    frames: list[Any],
+    out: Path,
+    run: Any,
+    *,
+    meta: dict[str, Any],
+    loop_keys: tuple[str, ...],
+    markdown: Any,
+    headline: Any,
+    started: tuple[float, float, float],
+    progress: bool,
+) -> dict[str, Any]:
+    """What the car and UAV demos share once the frames are rendered: the loop with live progress
+    (``run(show, writer)`` runs it), the odometry-only replay, ``report.json``/``report.md``, the
+    plots and the printed summary. ``started`` = (start, map and setup done, rendering done)."""
+    from tqdm import tqdm
+
+    from edge_geoloc.localize.outputs import FixWriter
+    from edge_geoloc.localize.run import format_summary
+    from edge_geoloc.localize.scenario import evaluate, public, replay_without_vision
+
     bar = tqdm(total=len(frames), unit="frame", desc="localizing", disable=not progress)
     errs: list[float] = []
 
@@ -152,53 +192,61 @@ def run_demo(
         )
         bar.update()
 
-    writer = FixWriter(out / "fixes.jsonl")
-    result = run_scenario(sc, encoder, index, offset, config, progress=show, writer=writer, frames=frames)
+    result = run(show, FixWriter(out / "fixes.jsonl"))
     bar.close()
     times = np.array([r.t for r in result.records])
     baseline = replay_without_vision(sc, times)
     report = evaluate(sc, result, baseline)
+    t_all, t_setup, t_render = started
     t_end = time.perf_counter()
-    meta = {
-        "model": str(model_dir.relative_to(ROOT) if model_dir.is_relative_to(ROOT) else model_dir),
-        "region": region_file.stem,
-        "map": str(map_dir),
-        "duration_s": duration_s,
-        "outage": list(outage),
-        "rate_hz": rate_hz,
-        "seed": seed,
-        "budget_ms": budget_ms,
-        "encoder": repr(encoder),
-        "offset_head": offset is not None,
+    keys = ("stages_ms", "total_ms", "sources", "modes", "skipped", "filter", "vision_position", *loop_keys)
+    full = {
+        **public(report),
+        **meta,
         "seconds": {
             "map_and_setup": round(t_setup - t_all, 1),
             "world_and_rendering": round(t_render - t_setup, 1),
             "loop_and_report": round(t_end - t_render, 1),
             "total": round(t_end - t_all, 1),
         },
-        "loop": {
-            k: result.summary[k]
-            for k in (
-                "stages_ms",
-                "total_ms",
-                "sources",
-                "modes",
-                "skipped",
-                "filter",
-                "vision_heading",
-                "vision_position",
-            )
-        },
+        "loop": {k: result.summary[k] for k in keys},
     }
-    full = {**public(report), **meta}
     (out / "report.json").write_text(json.dumps(full, indent=1) + "\n")
     plot_trajectory(sc, result, baseline, out / "trajectory.png")
     plot_errors(sc, result, report, out / "error.png")
-    (out / "report.md").write_text(report_markdown(full))
+    (out / "report.md").write_text(markdown(full))
     print(format_summary(result.summary))
     print(headline(full))
     print(f"wrote {out / 'report.json'}, {out / 'report.md'}, {out / 'trajectory.png'}, {out / 'error.png'}")
     return full
+
+
+def report_page(title: str, intro: str, rows: list[tuple[str, Any]], r: dict[str, Any], reproduce: str) -> str:
+    """The demo's report.md: a table of figures, the plots, per-stage latency, time, how to reproduce."""
+    table = "\n".join(f"| {a} | {b} |" for a, b in rows)
+    stages = "\n".join(f"| {k} | {v['p50']} | {v['p99']} |" for k, v in r["loop"]["stages_ms"].items())
+    took = ", ".join(f"{k.replace('_', ' ')} {v:g} s" for k, v in r["seconds"].items())
+    return f"""# {title}
+
+{intro}
+
+| | |
+|---|---|
+{table}
+
+![trajectory](trajectory.png)
+
+![error over time](error.png)
+
+Per-stage latency (ms) of the loop:
+
+| stage | p50 | p99 |
+|---|---|---|
+{stages}
+
+Time: {took}.
+Reproduce: `{reproduce}`.
+"""
 
 
 def headline(r: dict[str, Any]) -> str:
@@ -230,35 +278,14 @@ def report_markdown(r: dict[str, Any]) -> str:
         ("vision candidates (fitted while GPS was there)", _mixture(r["loop"]["vision_position"])),
         ("loop speed", f"{r['fps']} frames/s (budget {r['budget_ms']} ms, {r['deadline_misses']} deadline misses)"),
     ]  # fmt: skip
-    stages = r["loop"]["stages_ms"]
-    st = "\n".join(f"| {k} | {v['p50']} | {v['p99']} |" for k, v in stages.items())
-    table = "\n".join(f"| {a} | {b} |" for a, b in rows)
-    return f"""# edge-geoloc demo: {r["region"]}, GPS denied for {r["outage_s"]:g} s
-
-A car drives {r["distance_km"]} km through the synthetic town `{r["region"]}` with a roof-mounted
+    intro = f"""A car drives {r["distance_km"]} km through the synthetic town `{r["region"]}` with a roof-mounted
 360-degree camera, wheel/gyro odometry and a GNSS receiver that loses its fix from
 {r["outage"][0]:g} s to {r["outage"][1]:g} s. Each camera frame ({r["rate_hz"]:g} per second) is
 encoded by the demo model (`{r["model"]}`, {r["encoder"]}), searched in the map around the
 filter's estimate, and fused with odometry (and GPS while there is one) in a particle filter.
-The odometry-only line is the same filter without vision.
-
-| | |
-|---|---|
-{table}
-
-![trajectory](trajectory.png)
-
-![error over time](error.png)
-
-Per-stage latency (ms) of the loop:
-
-| stage | p50 | p99 |
-|---|---|---|
-{st}
-
-Time: {", ".join(f"{k.replace('_', ' ')} {v:g} s" for k, v in r["seconds"].items())}.
-Reproduce: `edge-geoloc demo --out DIR --seed {r["seed"]}`.
-"""
+The odometry-only line is the same filter without vision."""
+    title = f"edge-geoloc demo: {r['region']}, GPS denied for {r['outage_s']:g} s"
+    return report_page(title, intro, rows, r, f"edge-geoloc demo --out DIR --seed {r['seed']}")
 
 
 def _mixture(v: dict[str, Any]) -> str:

@@ -16,13 +16,10 @@ built-in region ``maps/demo-suburb.yaml``), it:
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from edge_geoloc.localize.pipeline import LoopConfig
 from edge_geoloc.localize.uav_camera import AttitudeConfig
@@ -45,19 +42,8 @@ def run_uav_demo(
     yaw: str = "untrusted",
 ) -> dict[str, Any]:
     """Run the UAV demo (see the module docstring); returns the report."""
-    from tqdm import tqdm
-
-    from edge_geoloc.demo import DEMO_MODEL, DEMO_REGION, MAP_CACHE, ROOT, cached_map, plot_errors, plot_trajectory
-    from edge_geoloc.localize.outputs import FixWriter
-    from edge_geoloc.localize.run import format_summary
-    from edge_geoloc.localize.scenario import (
-        evaluate,
-        load_world,
-        public,
-        render_frames,
-        replay_without_vision,
-        run_scenario,
-    )
+    from edge_geoloc.demo import DEMO_MODEL, DEMO_REGION, MAP_CACHE, ROOT, cached_map, loop_and_report
+    from edge_geoloc.localize.scenario import load_world, render_frames, run_scenario
     from edge_geoloc.localize.uav import UavLocalizer, open_uav_models
     from edge_geoloc.localize.uav_scenario import make_uav_scenario
 
@@ -83,27 +69,6 @@ def run_uav_demo(
         encoder, index, camera, sc.attitude(), LoopConfig(budget_ms=budget_ms), start_utc=sc.gps.start_utc
     )
 
-    bar = tqdm(total=len(frames), unit="frame", desc="localizing", disable=not progress)
-    errs: list[float] = []
-
-    def show(frame: Any, fix: Any) -> None:
-        if fix.east is not None:
-            errs.append(float(np.hypot(fix.east - frame.truth.east, fix.north - frame.truth.north)))
-        gps = "DENIED" if sc.in_outage(np.array([frame.t]))[0] else "ok"
-        bar.set_postfix_str(
-            f"t {frame.t:5.0f}s gps {gps:6} {fix.source:11} err {errs[-1] if errs else float('nan'):5.1f} m"
-            f" sigma {fix.sigma_m or float('nan'):5.1f} m",
-            refresh=False,
-        )
-        bar.update()
-
-    writer = FixWriter(out / "fixes.jsonl")
-    result = run_scenario(sc, encoder, index, progress=show, writer=writer, frames=frames, localizer=loc)
-    bar.close()
-    times = np.array([r.t for r in result.records])
-    baseline = replay_without_vision(sc, times)
-    report = evaluate(sc, result, baseline)
-    t_end = time.perf_counter()
     meta = {
         "vehicle": "uav",
         "model": str(model_dir.relative_to(ROOT) if model_dir.is_relative_to(ROOT) else model_dir),
@@ -119,32 +84,31 @@ def run_uav_demo(
         "camera_tilt_deg": camera.mount.tilt_deg,
         "yaw": yaw,
         "magnetometer_bias_deg": attitude.yaw_bias_deg,
-        "seconds": {
-            "map_and_setup": round(t_setup - t_all, 1),
-            "world_and_rendering": round(t_render - t_setup, 1),
-            "loop_and_report": round(t_end - t_render, 1),
-            "total": round(t_end - t_all, 1),
-        },
-        "loop": {
-            k: result.summary[k]
-            for k in ("stages_ms", "total_ms", "sources", "modes", "skipped", "filter", "vision_position", "encodes")
-        },
     }
-    full = {**public(report), **meta}
-    (out / "report.json").write_text(json.dumps(full, indent=1) + "\n")
-    plot_trajectory(sc, result, baseline, out / "trajectory.png")
-    plot_errors(sc, result, report, out / "error.png")
-    (out / "report.md").write_text(report_markdown(full))
-    print(format_summary(result.summary))
-    print(
-        f"UAV at {altitude_m:g} m, yaw {yaw}: GPS denied for {full['outage_s']:g} s: filtered median"
-        f" {full['outage_median_error_m']} m, p95 {full['outage_p95_error_m']} m; odometry only median"
-        f" {full['odometry_only_outage_median_error_m']} m, p95 {full['odometry_only_outage_p95_error_m']} m;"
-        f" heading median {full['median_heading_error_deg']} deg; vision fix rate {100 * full['fix_rate']:.0f} %,"
-        f" loop {full['fps']} fps"
+    return loop_and_report(
+        sc,
+        frames,
+        out,
+        lambda show, writer: run_scenario(
+            sc, encoder, index, progress=show, writer=writer, frames=frames, localizer=loc
+        ),
+        meta=meta,
+        loop_keys=("encodes",),
+        markdown=report_markdown,
+        headline=headline,
+        started=(t_all, t_setup, t_render),
+        progress=progress,
     )
-    print(f"wrote {out / 'report.json'}, {out / 'report.md'}, {out / 'trajectory.png'}, {out / 'error.png'}")
-    return full
+
+
+def headline(r: dict[str, Any]) -> str:
+    return (
+        f"UAV at {r['altitude_m']:g} m, yaw {r['yaw']}: GPS denied for {r['outage_s']:g} s: filtered median"
+        f" {r['outage_median_error_m']} m, p95 {r['outage_p95_error_m']} m; odometry only median"
+        f" {r['odometry_only_outage_median_error_m']} m, p95 {r['odometry_only_outage_p95_error_m']} m;"
+        f" heading median {r['median_heading_error_deg']} deg; vision fix rate {100 * r['fix_rate']:.0f} %,"
+        f" loop {r['fps']} fps"
+    )
 
 
 def find_uav_export(path: str | Path) -> Path:
@@ -174,7 +138,7 @@ def find_uav_export(path: str | Path) -> Path:
 
 
 def report_markdown(r: dict[str, Any]) -> str:
-    from edge_geoloc.demo import _mixture
+    from edge_geoloc.demo import _mixture, report_page
 
     rows = [
         ("frames", r["frames"]),
@@ -196,34 +160,13 @@ def report_markdown(r: dict[str, Any]) -> str:
         ("loop speed", f"{r['fps']} frames/s ({r['loop']['encodes']} patch encodes; budget {r['budget_ms']} ms,"
          f" {r['deadline_misses']} deadline misses)"),
     ]  # fmt: skip
-    stages = r["loop"]["stages_ms"]
-    st = "\n".join(f"| {k} | {v['p50']} | {v['p99']} |" for k, v in stages.items())
-    table = "\n".join(f"| {a} | {b} |" for a, b in rows)
-    return f"""# edge-geoloc UAV demo: {r["region"]}, GPS denied for {r["outage_s"]:g} s
-
-A drone flies {r["distance_km"]} km over the synthetic town `{r["region"]}` at {r["altitude_m"]:g} m,
+    intro = f"""A drone flies {r["distance_km"]} km over the synthetic town `{r["region"]}` at {r["altitude_m"]:g} m,
 its camera {r["camera_tilt_deg"]:g} degrees forward of nadir. Its GNSS receiver loses the fix from
 {r["outage"][0]:g} s to {r["outage"][1]:g} s; the autopilot's yaw is {r["yaw"]}. Each frame
 ({r["rate_hz"]:g} per second) is rectified to the ground plane from the autopilot's roll, pitch and
 height, cut into north-up patches at the map's GSD (for several heading hypotheses when the yaw is
 not trusted), encoded by the drone branch of `{r["model"]}` ({r["encoder"]}) and searched in the same
 map the car uses; the particle filter fuses the matches with ground speed and the gyro's yaw rate.
-The odometry-only line is the same filter without vision.
-
-| | |
-|---|---|
-{table}
-
-![trajectory](trajectory.png)
-
-![error over time](error.png)
-
-Per-stage latency (ms) of the loop:
-
-| stage | p50 | p99 |
-|---|---|---|
-{st}
-
-Time: {", ".join(f"{k.replace('_', ' ')} {v:g} s" for k, v in r["seconds"].items())}.
-Reproduce: `edge-geoloc demo --vehicle uav --out DIR --seed {r["seed"]}`.
-"""
+The odometry-only line is the same filter without vision."""
+    title = f"edge-geoloc UAV demo: {r['region']}, GPS denied for {r['outage_s']:g} s"
+    return report_page(title, intro, rows, r, f"edge-geoloc demo --vehicle uav --out DIR --seed {r['seed']}")

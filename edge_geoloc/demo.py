@@ -17,6 +17,7 @@ built-in region ``maps/demo-suburb.yaml``):
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import time
@@ -84,14 +85,19 @@ def cached_map(region: Path, model: Path, cache: Path, workers: int, progress: b
     # Keyed by the aerial graph (what the descriptors come from), not the whole card: a drone branch added
     # to the card (issue 7) uses the same maps.
     out = cache / f"{name}-{load_card(model).aerial.sha256[:12]}"
-    if out.exists():
-        try:
-            MapIndex.open(out, card=load_card(model))
-            return out
-        except BundleError as err:
-            log.warning("cached map %s unusable (%s): rebuilding", out, err)
-    print(f"building the map of {name} with {model.name}'s aerial encoder (cached in {out})")
-    return build_map(region, model, out, workers=workers, progress=progress, overwrite=out.exists())
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / f".{out.name}.lock", "w") as lock:
+        # Two processes wanting the same map (a benchmark and a training run): the second waits for the
+        # first's build and reuses it, instead of both writing one build folder.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if out.exists():
+            try:
+                MapIndex.open(out, card=load_card(model))
+                return out
+            except BundleError as err:
+                log.warning("cached map %s unusable (%s): rebuilding", out, err)
+        print(f"building the map of {name} with {model.name}'s aerial encoder (cached in {out})")
+        return build_map(region, model, out, workers=workers, progress=progress, overwrite=out.exists())
 
 
 def run_demo(

@@ -284,3 +284,21 @@ def test_demo_writes_the_report_and_plots(model, tmp_path):
     stamp = (cached / "manifest.yaml").stat().st_mtime_ns
     assert cached_map(region, export, tmp_path / "maps", workers=1, progress=False) == cached
     assert (cached / "manifest.yaml").stat().st_mtime_ns == stamp
+
+
+def test_concurrent_demo_map_builds_share_one_bundle(model, tmp_path):
+    """Two processes asking for the same cached map: one builds, the other waits and reuses it."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from edge_geoloc.demo import cached_map
+
+    export, _ = model
+    region = tmp_path / "town.yaml"
+    region.write_text(
+        "name: lock-town\ncenter_lat: 45.487\ncenter_lon: -122.804\nsize_m: 200\nstyle: suburb\nseed: 3\nresolution_m: 0.5\n"
+    )
+    with ProcessPoolExecutor(2, mp_context=__import__("multiprocessing").get_context("fork")) as pool:
+        jobs = [pool.submit(cached_map, region, export, tmp_path / "maps", 1, False) for _ in range(2)]
+        a, b = (j.result(timeout=600) for j in jobs)
+    assert a == b and (a / "manifest.yaml").exists()
+    assert [p.name for p in (tmp_path / "maps").iterdir() if not p.name.startswith(".")] == [a.name]

@@ -6,7 +6,7 @@
   rotation-trained one: the aligned model collapses on rotated queries, the other holds.
 - losses: TransGeo's soft-margin triplet vs the WACV weighted loss vs symmetric InfoNCE, and
   VIGOR's IoU semi-positive loss on/off, on the same schedule.
-- keep_ratio (TransGeo): recall of the aligned model with 1.0 / 0.79 / 0.64 / 0.53 of the aerial
+- keep_ratio (TransGeo): recall of the aligned model (the committed demo model when present) with 1.0 / 0.79 / 0.64 / 0.53 of the aerial
   patches kept (attention-guided pruning), with the aerial branch's GFLOPs.
 - scopes (VIGOR): R@1 and meter-level error searching everything vs inside 1000 / 500 / 200 m
   circles and the +-200 m box around a noisy GPS prior, for the committed demo model.
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     experiments = args.experiments
     cache = (lambda p: None) if args.quick else (lambda p: p)
 
-    if "alignment" in experiments or "keep_ratio" in experiments:
+    if "alignment" in experiments or ("keep_ratio" in experiments and (args.quick or not DEMO_CHECKPOINT.exists())):
         trained = {}
         for orientation in ("aligned", "unknown"):
             name = f"orient-{orientation}"
@@ -144,7 +144,11 @@ def run(args: argparse.Namespace) -> list[dict]:
                 rows.append(row("losses", name, res))
 
     if "keep_ratio" in experiments:
+        # The aligned model: the committed demo model (north-aligned, InfoNCE) when there is one.
         aligned = runs / "orient-aligned" / "best.pt"
+        if not args.quick and DEMO_CHECKPOINT.exists():
+            aligned = DEMO_CHECKPOINT
+        runs.mkdir(parents=True, exist_ok=True)
         from edge_geoloc.train.checkpoint import load_model
 
         mcfg = load_model(aligned)[0].cfg

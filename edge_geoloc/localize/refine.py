@@ -168,7 +168,7 @@ class VisionCheck:
     """
 
     TEMPERATURES = (0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5)
-    OUTLIERS = (0.1, 0.2, 0.3, 0.5, 0.7)
+    OUTLIERS = (0.1, 0.2, 0.3, 0.5, 0.7, 0.85, 0.95)  # up to a model that is nearly blind here
 
     def __init__(self, lo: float, hi: float, min_samples: int = 20, keep: int = 400, refit_every: int = 20) -> None:
         self.sigmas = np.geomspace(lo, hi, 12)

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from edge_geoloc.config import check
-from edge_geoloc.geo.crs import wrap_deg
+from edge_geoloc.geo.crs import angle_diff_deg, wrap_deg
 from edge_geoloc.localize.filter import FilterConfig
 from edge_geoloc.localize.pipeline import Localizer, LoopConfig
 from edge_geoloc.localize.rectify import GroundView, Rectifier, look_point, offsets_en
@@ -233,6 +233,7 @@ class UavLocalizer(Localizer):
                 if radius > cfg.scope_max_m
                 else ("track", (est.east, est.north, max(self.scope_min, radius)))
             )
+        dither = 0.0
         if yaw_known:
             headings = [float(wrap_deg(att.yaw_deg - self.convergence))]
         elif est is None or est.heading_sigma_deg > ucfg.sweep_above_deg:
@@ -240,7 +241,9 @@ class UavLocalizer(Localizer):
             headings = [float(h) for h in np.arange(ucfg.sweep_steps) * 360.0 / ucfg.sweep_steps]
         else:
             d = ucfg.heading_window_deg
-            headings = [float(wrap_deg(est.heading_deg + o)) for o in (-d, 0.0, d)]
+            # The window is dithered so the heading check can tell a measurement from an echo (HeadingCheck).
+            dither = float(self._rng.uniform(-d / 2, d / 2)) if cfg.check_heading else 0.0
+            headings = [float(wrap_deg(est.heading_deg + dither + o)) for o in (-d, 0.0, d)]
         n_enc = len(headings) + len(self.grid_ru) - 1
         if not fits(self._enc_per_image * n_enc + self._cost_of("search", "refine", "filter")):
             skipped.append("encode")
@@ -286,6 +289,8 @@ class UavLocalizer(Localizer):
             hf = heading_from_rolls(headings[i], step, trio) if trio is not None else None
             if hf is not None:
                 heading_meas = (hf.heading_deg, max(ucfg.heading_sigma_deg, step / 4 if n > 3 else 0.0))
+                if n == 3 and self._gps_pinned(frame.t, est) and est.heading_sigma_deg < cfg.heading_check_below_deg:
+                    self.heading_check.add(dither, float(angle_diff_deg(hf.heading_deg, est.heading_deg)))
             elif n == 3:  # the peak is at the window's edge: the truth is further; a wider sigma says so
                 heading_meas = (headings[i], step)
             best_i = i
@@ -355,7 +360,10 @@ class UavLocalizer(Localizer):
                 hdg, hsig = heading_meas if heading_meas is not None else (est.heading_deg, est.heading_sigma_deg)
                 f.init_mixture(frame.t, cands.centres, cands.weights, sigma_c, hdg, hsig, cfg.reseed_fraction)
             self.rejections = 0 if applied else self.rejections + 1
-        if heading_meas is not None and (applied or yaw_known or mode == "sweep"):
+        # Vision headings from a drone branch the check found blind (they echo the assumed heading) are not
+        # used: they would drag the filter's heading wherever it already drifts.
+        trusted = yaw_known or self._heading_usable() is not False
+        if heading_meas is not None and trusted and (applied or yaw_known or mode == "sweep"):
             f.update_heading(frame.t, *heading_meas)
         timed("filter", t0)
         self._note_cost("filter", stages["filter"])

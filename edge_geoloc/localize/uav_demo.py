@@ -93,7 +93,7 @@ def run_uav_demo(
             sc, encoder, index, progress=show, writer=writer, frames=frames, localizer=loc
         ),
         meta=meta,
-        loop_keys=("encodes",),
+        loop_keys=("encodes", "vision_heading"),
         markdown=report_markdown,
         headline=headline,
         started=(t_all, t_setup, t_render),

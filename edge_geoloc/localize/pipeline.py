@@ -382,6 +382,29 @@ class Localizer:
         scope = (est.east, est.north, max(self.scope_min, radius))
         return ("sweep" if sweep else "track"), headings, scope, est
 
+    def _apply_vision(
+        self, t: float, cands: Any, sigma_c: float, area: float, mode: str, heading_meas: Any, est: Estimate | None
+    ) -> tuple[bool, float]:
+        """The candidate mixture into the filter: it initializes an empty filter, updates a running one, and
+        re-seeds part of the cloud from a global search the filter refused; returns (applied, evidence)."""
+        f = self.filter
+        if not f.initialized:
+            hdg, hsig = heading_meas if heading_meas is not None else (None, None)
+            f.init_mixture(t, cands.centres, cands.weights, sigma_c, hdg, hsig)
+            f.counts["vision_accepted"] += 1
+            f.last_vision_t = t
+            return True, float("nan")
+        outlier = self.vision_check.outlier(f.cfg.vision_outlier)
+        applied, evidence = f.update_vision(t, cands.centres, cands.weights, sigma_c, area, outlier)
+        if not applied and mode == "global":
+            hdg, hsig = heading_meas if heading_meas is not None else (est.heading_deg, est.heading_sigma_deg)
+            f.init_mixture(t, cands.centres, cands.weights, sigma_c, hdg, hsig, self.cfg.reseed_fraction)
+        elif applied:
+            self.rejections = 0
+        else:
+            self.rejections += 1
+        return applied, evidence
+
     def _heading_usable(self) -> bool | None:
         """The heading check's verdict (None: not yet known, or checks turned off)."""
         return self.heading_check.usable if self.cfg.check_heading else None
@@ -483,23 +506,7 @@ class Localizer:
         t0 = time.perf_counter()
         f = self.filter
         fe, fn = cands.fused()
-        applied = False
-        if not f.initialized:
-            hdg, hsig = heading_meas if heading_meas is not None else (None, None)
-            f.init_mixture(frame.t, cands.centres, cands.weights, sigma_c, hdg, hsig)
-            f.counts["vision_accepted"] += 1
-            f.last_vision_t = frame.t
-            applied, evidence = True, float("nan")
-        else:
-            outlier = self.vision_check.outlier(f.cfg.vision_outlier)
-            applied, evidence = f.update_vision(frame.t, cands.centres, cands.weights, sigma_c, area, outlier)
-            if not applied and mode == "global":
-                hdg, hsig = heading_meas if heading_meas is not None else (est.heading_deg, est.heading_sigma_deg)
-                f.init_mixture(frame.t, cands.centres, cands.weights, sigma_c, hdg, hsig, cfg.reseed_fraction)
-            elif applied:
-                self.rejections = 0
-            else:
-                self.rejections += 1
+        applied, evidence = self._apply_vision(frame.t, cands, sigma_c, area, mode, heading_meas, est)
         if heading_meas is not None and (applied or mode != "track"):
             f.update_heading(frame.t, *heading_meas)
         timed("filter", t0)

@@ -347,19 +347,7 @@ class UavLocalizer(Localizer):
         t0 = time.perf_counter()
         f = self.filter
         fe, fn = cands.fused()
-        if not f.initialized:
-            hdg, hsig = heading_meas if heading_meas is not None else (None, None)
-            f.init_mixture(frame.t, cands.centres, cands.weights, sigma_c, hdg, hsig)
-            f.counts["vision_accepted"] += 1
-            f.last_vision_t = frame.t
-            applied, evidence = True, float("nan")
-        else:
-            outlier = self.vision_check.outlier(f.cfg.vision_outlier)
-            applied, evidence = f.update_vision(frame.t, cands.centres, cands.weights, sigma_c, area, outlier)
-            if not applied and mode == "global":
-                hdg, hsig = heading_meas if heading_meas is not None else (est.heading_deg, est.heading_sigma_deg)
-                f.init_mixture(frame.t, cands.centres, cands.weights, sigma_c, hdg, hsig, cfg.reseed_fraction)
-            self.rejections = 0 if applied else self.rejections + 1
+        applied, evidence = self._apply_vision(frame.t, cands, sigma_c, area, mode, heading_meas, est)
         # Vision headings from a drone branch the check found blind (they echo the assumed heading) are not
         # used: they would drag the filter's heading wherever it already drifts.
         trusted = yaw_known or self._heading_usable() is not False

@@ -377,8 +377,11 @@ def plot_trajectory(sc: Any, result: Any, baseline: np.ndarray, path: Path) -> N
     ax.set_ylim(-half, half)
     ax.set_xlabel("east (m, from the view centre)")
     ax.set_ylabel("north (m)")
+    from edge_geoloc.localize.uav_scenario import UavScenario
+
     ax.set_title(
-        f"{w.region.name}: drive of {sc.trajectory.length_m / 1000:.1f} km, GPS denied {sc.outage[1] - sc.outage[0]:g} s"
+        f"{w.region.name}: {'flight' if isinstance(sc, UavScenario) else 'drive'} of {sc.trajectory.length_m / 1000:.1f} km,"
+        f" GPS denied {sc.outage[1] - sc.outage[0]:g} s"
     )
     ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
     fig.tight_layout()

@@ -21,6 +21,7 @@ import fcntl
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -117,38 +118,22 @@ def run_demo(
     from edge_geoloc.localize.run import open_models
     from edge_geoloc.localize.scenario import load_world, make_scenario, render_frames, run_scenario
 
-    t_all = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model_dir = find_export(model or DEMO_MODEL)
-    region_file = Path(region or DEMO_REGION)
-    if not outage[0] < outage[1] <= duration_s:
-        raise ValueError(f"outage {outage} must be a window inside the drive's {duration_s:g} s")
-    map_dir = cached_map(region_file, model_dir, Path(map_cache or MAP_CACHE), workers, progress)
-    t_setup = time.perf_counter()
-    world = load_world(region_file)
+    run = prepare_demo(out, model, find_export, region, duration_s, outage, map_cache, workers, progress, "drive")
+    world = load_world(run.region_file)
     sc = make_scenario(world, seed=seed, duration_s=duration_s, outage=outage, rate_hz=rate_hz)
     frames = render_frames(sc, workers=workers, progress=progress)
     t_render = time.perf_counter()
-    encoder, index, offset = open_models(model_dir, map_dir, threads=max(1, workers))
+    encoder, index, offset = open_models(run.model_dir, run.map_dir, threads=max(1, workers))
     config = LoopConfig(budget_ms=budget_ms)
 
-    meta = {
-        "model": str(model_dir.relative_to(ROOT) if model_dir.is_relative_to(ROOT) else model_dir),
-        "region": region_file.stem,
-        "map": str(map_dir),
-        "duration_s": duration_s,
-        "outage": list(outage),
-        "rate_hz": rate_hz,
-        "seed": seed,
-        "budget_ms": budget_ms,
-        "encoder": repr(encoder),
-        "offset_head": offset is not None,
-    }
+    meta = run.meta(
+        duration_s=duration_s, outage=list(outage), rate_hz=rate_hz, seed=seed, budget_ms=budget_ms,
+        encoder=repr(encoder), offset_head=offset is not None,
+    )  # fmt: skip
     full = loop_and_report(
         sc,
         frames,
-        out,
+        run.out,
         lambda show, writer: run_scenario(
             sc, encoder, index, offset, config, progress=show, writer=writer, frames=frames
         ),
@@ -156,10 +141,52 @@ def run_demo(
         loop_keys=("vision_heading",),
         markdown=report_markdown,
         headline=headline,
-        started=(t_all, t_setup, t_render),
+        started=(run.started, run.setup_done, t_render),
         progress=progress,
     )
     return full
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What a demo has once its model, region and map are ready (the car's and the UAV's alike)."""
+
+    out: Path
+    model_dir: Path
+    region_file: Path
+    map_dir: Path
+    started: float  # perf_counter at the start
+    setup_done: float  # ... once the map was built or opened
+
+    def meta(self, **more: Any) -> dict[str, Any]:
+        """The report's description of the run: model, region and map, then ``more``."""
+        model = self.model_dir.relative_to(ROOT) if self.model_dir.is_relative_to(ROOT) else self.model_dir
+        return {"model": str(model), "region": self.region_file.stem, "map": str(self.map_dir), **more}
+
+
+def prepare_demo(
+    out: str | Path,
+    model: str | Path | None,
+    find: Any,
+    region: str | Path | None,
+    duration_s: float,
+    outage: tuple[float, float],
+    map_cache: str | Path | None,
+    workers: int,
+    progress: bool,
+    what: str,
+) -> DemoRun:
+    """The output folder, the export (``find``: :func:`find_export` or the UAV's), the region (the
+    built-in ones by default) and its cached map; refuses an outage outside the ``what`` (drive, flight)."""
+    started = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model_dir = find(model or DEMO_MODEL)
+    region_file = Path(region or DEMO_REGION)
+    if not outage[0] < outage[1] <= duration_s:
+        raise ValueError(f"outage {outage} must be a window inside the {what}'s {duration_s:g} s")
+    map_dir = cached_map(region_file, model_dir, Path(map_cache or MAP_CACHE), workers, progress)
+    return DemoRun(out, model_dir, region_file, map_dir, started, time.perf_counter())
 
 
 def loop_and_report(

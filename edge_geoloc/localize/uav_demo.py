@@ -42,21 +42,13 @@ def run_uav_demo(
     yaw: str = "untrusted",
 ) -> dict[str, Any]:
     """Run the UAV demo (see the module docstring); returns the report."""
-    from edge_geoloc.demo import DEMO_MODEL, DEMO_REGION, MAP_CACHE, ROOT, cached_map, loop_and_report
+    from edge_geoloc.demo import loop_and_report, prepare_demo
     from edge_geoloc.localize.scenario import load_world, render_frames, run_scenario
     from edge_geoloc.localize.uav import UavLocalizer, open_uav_models
     from edge_geoloc.localize.uav_scenario import make_uav_scenario
 
-    t_all = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model_dir = find_uav_export(model or DEMO_MODEL)
-    region_file = Path(region or DEMO_REGION)
-    if not outage[0] < outage[1] <= duration_s:
-        raise ValueError(f"outage {outage} must be a window inside the flight's {duration_s:g} s")
-    map_dir = cached_map(region_file, model_dir, Path(map_cache or MAP_CACHE), workers, progress)
-    t_setup = time.perf_counter()
-    world = load_world(region_file)
+    run = prepare_demo(out, model, find_uav_export, region, duration_s, outage, map_cache, workers, progress, "flight")
+    world = load_world(run.region_file)
     camera = replace(DEMO_UAV_CAMERA, attitude=AttitudeConfig(yaw=yaw))  # type: ignore[arg-type]
     attitude = AttitudeModel(yaw_bias_deg=12.0, seed=seed + 2)
     sc = make_uav_scenario(
@@ -64,31 +56,23 @@ def run_uav_demo(
     )
     frames = render_frames(sc, workers=workers, progress=progress)
     t_render = time.perf_counter()
-    encoder, index = open_uav_models(model_dir, map_dir, threads=max(1, workers))
+    encoder, index = open_uav_models(run.model_dir, run.map_dir, threads=max(1, workers))
     loc = UavLocalizer(
         encoder, index, camera, sc.attitude(), LoopConfig(budget_ms=budget_ms), start_utc=sc.gps.start_utc
     )
 
     meta = {
         "vehicle": "uav",
-        "model": str(model_dir.relative_to(ROOT) if model_dir.is_relative_to(ROOT) else model_dir),
-        "region": region_file.stem,
-        "map": str(map_dir),
-        "duration_s": duration_s,
-        "outage": list(outage),
-        "rate_hz": rate_hz,
-        "seed": seed,
-        "budget_ms": budget_ms,
-        "encoder": repr(encoder),
-        "altitude_m": altitude_m,
-        "camera_tilt_deg": camera.mount.tilt_deg,
-        "yaw": yaw,
-        "magnetometer_bias_deg": attitude.yaw_bias_deg,
-    }
+        **run.meta(
+            duration_s=duration_s, outage=list(outage), rate_hz=rate_hz, seed=seed, budget_ms=budget_ms,
+            encoder=repr(encoder), altitude_m=altitude_m, camera_tilt_deg=camera.mount.tilt_deg, yaw=yaw,
+            magnetometer_bias_deg=attitude.yaw_bias_deg,
+        ),
+    }  # fmt: skip
     return loop_and_report(
         sc,
         frames,
-        out,
+        run.out,
         lambda show, writer: run_scenario(
             sc, encoder, index, progress=show, writer=writer, frames=frames, localizer=loc
         ),
@@ -96,7 +80,7 @@ def run_uav_demo(
         loop_keys=("encodes", "vision_heading"),
         markdown=report_markdown,
         headline=headline,
-        started=(t_all, t_setup, t_render),
+        started=(run.started, run.setup_done, t_render),
         progress=progress,
     )
 

@@ -453,6 +453,24 @@ def run_map(
         del flat
         gc.collect()
 
+    def graph_rows(method, search, efs, build_s, size, resident, note=None) -> None:
+        """A graph library's rows: per scope, the smallest ef reaching the recall target (untimed), then timed."""
+        for s in SCOPES:
+            nq = min(len(refs[s]), 60 if n >= 1_000_000 else len(refs[s]))
+            ef, fn = pick_ef(
+                lambda ef: lambda v, sc: search(v, sc, ef), efs(s), q[:nq], scopes_all[s][:nq], refs[s][:nq]
+            )
+            ((got, *ts),) = time_interleaved([fn], q[:nq], scopes_all[s][:nq])
+            extra = {} if note is None else {"note": note(s)}
+            rows.append(
+                row(
+                    n, dim, s, method, recall(got, refs[s][:nq], K), ts, size / n, ef=ef, build_s=round(build_s, 2),
+                    resident_bytes_per_tile=round(resident / n, 1),
+                    resident_how="the library's own size of the index", **extra,
+                )
+            )  # fmt: skip
+            print(_fmt(rows[-1]), flush=True)
+
     if "faiss-hnsw" in methods:
         t0 = time.perf_counter()
         faiss.omp_set_num_threads(2)
@@ -473,33 +491,14 @@ def run_map(
             )
             return hnsw.search(v[None], K, params=params)[1][0]
 
-        for s in SCOPES:
-            nq = min(len(refs[s]), 60 if n >= 1_000_000 else len(refs[s]))
-            ef, fn = pick_ef(
-                lambda ef: lambda v, sc: _valid(hnsw_search(v, sc, ef)),
-                (32, 64, 128, 256, 1024, 4096),
-                q[:nq],
-                scopes_all[s][:nq],
-                refs[s][:nq],
-            )
-            ((got, *ts),) = time_interleaved([fn], q[:nq], scopes_all[s][:nq])
-            rec = recall(got, refs[s][:nq], K)
-            rows.append(
-                row(
-                    n,
-                    dim,
-                    s,
-                    "faiss-hnsw",
-                    rec,
-                    ts,
-                    size / n,
-                    ef=ef,
-                    build_s=round(build_s, 2),
-                    resident_bytes_per_tile=round(resident / n, 1),
-                    resident_how="the library's own size of the index",
-                )
-            )
-            print(_fmt(rows[-1]), flush=True)
+        graph_rows(
+            "faiss-hnsw",
+            lambda v, sc, ef: _valid(hnsw_search(v, sc, ef)),
+            lambda s: (32, 64, 128, 256, 1024, 4096),
+            build_s,
+            size,
+            resident,
+        )
         del hnsw
         gc.collect()
 
@@ -525,34 +524,15 @@ def run_map(
             keys = keys[(keys >= lo) & (keys <= hi)]
             return keys[np.isin(keys, sel, assume_unique=True)][:K]
 
-        for s in SCOPES:
-            nq = min(len(refs[s]), 60 if n >= 1_000_000 else len(refs[s]))
-            ef, fn = pick_ef(
-                lambda ef: lambda v, sc: us_search(v, sc, ef),
-                (32, 64, 128, 256, 1024) if s is None else (32,),
-                q[:nq],
-                scopes_all[s][:nq],
-                refs[s][:nq],
-            )
-            ((got, *ts),) = time_interleaved([fn], q[:nq], scopes_all[s][:nq])
-            rec = recall(got, refs[s][:nq], K)
-            rows.append(
-                row(
-                    n,
-                    dim,
-                    s,
-                    "usearch",
-                    rec,
-                    ts,
-                    size / n,
-                    ef=ef,
-                    build_s=round(build_s, 2),
-                    resident_bytes_per_tile=round(resident / n, 1),
-                    resident_how="the library's own size of the index",
-                    note="post-filtered, count <= 8192" if s else "",
-                )
-            )
-            print(_fmt(rows[-1]), flush=True)
+        graph_rows(
+            "usearch",
+            us_search,
+            lambda s: (32, 64, 128, 256, 1024) if s is None else (32,),
+            build_s,
+            size,
+            resident,
+            note=lambda s: "post-filtered, count <= 8192" if s else "",
+        )
         del us
         gc.collect()
     return rows

@@ -83,38 +83,26 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from edge_geoloc.demo import run_demo
-
-    if args.vehicle == "uav":
-        from edge_geoloc.localize.uav_demo import run_uav_demo
-
-        run_uav_demo(
-            out=args.out if args.out != "out/demo" else "out/demo-uav",
-            model=args.model,
-            region=args.region,
-            duration_s=args.duration,
-            outage=tuple(args.outage),
-            rate_hz=args.rate_hz or 1.0,
-            seed=args.seed,
-            budget_ms=500.0 if args.budget_ms is None else args.budget_ms or None,
-            workers=args.workers,
-            map_cache=args.map_cache,
-            progress=not args.quiet,
-            altitude_m=args.altitude,
-        )
-        return 0
-    run_demo(
-        out=args.out,
+    uav = args.vehicle == "uav"
+    if uav:
+        from edge_geoloc.localize.uav_demo import run_uav_demo as run
+    else:
+        from edge_geoloc.demo import run_demo as run
+    # Per vehicle: output folder, camera rate and budget defaults (a drone's frame encodes several patches).
+    out_default, rate, budget = ("out/demo-uav", 1.0, 500.0) if uav else ("out/demo", 2.0, 100.0)
+    run(
+        out=out_default if uav and args.out == "out/demo" else args.out,
         model=args.model,
         region=args.region,
         duration_s=args.duration,
         outage=tuple(args.outage),
-        rate_hz=args.rate_hz or 2.0,
+        rate_hz=args.rate_hz or rate,
         seed=args.seed,
-        budget_ms=100.0 if args.budget_ms is None else args.budget_ms or None,
+        budget_ms=budget if args.budget_ms is None else args.budget_ms or None,
         workers=args.workers,
         map_cache=args.map_cache,
         progress=not args.quiet,
+        **({"altitude_m": args.altitude} if uav else {}),
     )
     return 0
 

@@ -41,7 +41,10 @@ SMALL = {"dim": 32, "depth": 3, "heads": 2, "descriptor_dim": 16, "prune_at": 1,
 
 
 def small_config(
-    keep_ratio: float = 0.64, street: tuple[int, int] = (16, 64), aerial: tuple[int, int] = (32, 32), stem: str = "patch"
+    keep_ratio: float = 0.64,
+    street: tuple[int, int] = (16, 64),
+    aerial: tuple[int, int] = (32, 32),
+    stem: str = "patch",
 ):
     from edge_geoloc.model import BranchConfig, load_model_config
 

@@ -25,7 +25,9 @@ def test_transgeo_cvusa_reproduces_the_papers_11_32_gmacs():
 
 def test_hand_computed_block_count():
     # dim 8, 1 block, 2 heads, mlp 2 -> hidden 16; street 8x16 px, patch 4 -> 2x4 = 8 patches, 1 class token.
-    cfg = load_model_config("tiny").with_(dim=8, depth=1, heads=2, mlp_ratio=2.0, distilled=False, prune_at=0, stem="patch")
+    cfg = load_model_config("tiny").with_(
+        dim=8, depth=1, heads=2, mlp_ratio=2.0, distilled=False, prune_at=0, stem="patch"
+    )
     from edge_geoloc.model import BranchConfig
 
     cfg = cfg.with_(street=BranchConfig(8, 16, 4), aerial=BranchConfig(8, 8, 4), descriptor_dim=4)

@@ -112,6 +112,57 @@ def test_filter_without_vision_gates_a_short_jump_but_follows_a_returning_receiv
     assert math.hypot(est.east - truth.east, est.north - truth.north) < 10.0
 
 
+def test_filter_back_from_an_outage_faces_the_receivers_course(city_drive):
+    """A filter that drifted through an outage may face the wrong way too: re-initialized at the returning
+    receiver, it takes the receiver's course, not its own stale heading (which would drive it off again)."""
+    traj = city_drive
+    log = GpsModel(seed=4, multipath_rate_hz=0.0).simulate(traj, CRS)
+    sig = log.sigma_m()
+    pf = ParticleFilter(FilterConfig(particles=300, seed=2))
+    truth = traj.at(float(log.t[80]))
+    pf.init_gaussian(80.0, truth.east + 500.0, truth.north, 5.0, truth.heading_deg + 40.0, 2.0, truth.speed_mps)
+    for i in range(80, 86):
+        course = traj.at(float(log.t[i])).heading_deg
+        pf.update_gps(float(log.t[i]), float(log.east[i]), float(log.north[i]), float(sig[i]), course, 3.0)
+        if pf.counts["gps_resets"]:
+            break
+    assert pf.counts["gps_resets"] == 1 and i == 82  # the three consistent fixes it takes
+    est, truth = pf.estimate(), traj.at(float(log.t[i]))
+    assert abs(float(angle_diff_deg(est.heading_deg, truth.heading_deg))) < 8.0  # the course, not its own +40
+    assert math.hypot(est.east - truth.east, est.north - truth.north) < 10.0
+
+
+@pytest.mark.parametrize("vision_sees", ["receiver", "filter"])
+def test_filter_lets_vision_decide_between_itself_and_a_disagreeing_receiver(city_drive, vision_sees):
+    """The filter is put 30 m off while the receiver stays right. Vision that sees the receiver's place
+    lets the filter follow the receiver after gps_reset_after fixes; vision that sees the filter's own
+    place keeps the receiver gated (a jump)."""
+    traj = city_drive
+    log = GpsModel(seed=2, multipath_rate_hz=0.0).simulate(traj, CRS)
+    odo = OdometryModel(seed=2).simulate(traj)
+    pf = ParticleFilter(FilterConfig(particles=300, seed=1))
+    sig = log.sigma_m()
+    area = math.pi * 100.0**2
+    shift = np.array([30.0, 0.0])
+    for i in range(60):
+        t = float(log.t[i])
+        feed_odometry(pf, odo, float(log.t[i - 1]) if i else -1.0, t)
+        if i == 40:  # the filter jumps 30 m east (a bad update); heading and motion states are kept
+            pf.x[:, 0] += shift[0]
+        pf.update_gps(t, float(log.east[i]), float(log.north[i]), float(sig[i]))
+        truth = traj.at(t)
+        seen = np.array([truth.east, truth.north]) + (shift if vision_sees == "filter" and i >= 40 else 0.0)
+        pf.update_vision(t, seen[None, :], np.ones(1), 16.0, area)
+    est = pf.estimate()
+    truth = traj.at(float(log.t[59]))
+    err = math.hypot(est.east - truth.east, est.north - truth.north)
+    if vision_sees == "receiver":
+        assert err < 10.0
+    else:
+        assert pf.counts["gps_resets"] == 0 and pf.counts["gps_gated"] == 20
+        assert abs(err - 30.0) < 10.0
+
+
 def test_filter_with_odometry_and_vision_stays_bounded_where_odometry_drifts(city_drive):
     """Five minutes without GPS: biased odometry drifts tens of metres; noisy vision (with 20 % wrong
     places 150-400 m away) keeps the filter within the targets."""

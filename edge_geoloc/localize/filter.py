@@ -15,12 +15,14 @@ yaw rate) when odometry is given, else a motion model (speed and yaw rate random
 Updates, each gated so that one bad measurement is counted and ignored rather than followed:
 
 - GPS (Gaussian, per-axis sigma from HDOP): refused when its Mahalanobis distance to the cloud
-  exceeds ``gate_chi2``. Who is wrong when they keep disagreeing? A receiver that was agreeing a
-  moment ago and suddenly jumps (kilometres) is: it stays gated, unless it keeps disagreeing
-  consistently for ``gps_reset_after`` fixes while vision has not confirmed the filter within
-  ``vision_trust_s``. A receiver coming back after an outage (no fix received for
+  exceeds ``gate_chi2``. Who is wrong when they keep disagreeing? Vision votes: each vision update
+  during a streak of consistent gated fixes adds the log-odds of its mixture at the filter's place
+  over the receiver's (a receiver's place beyond the searched disc counts as chance). While that sum
+  favours the filter (and vision was applied within ``vision_trust_s``), the receiver stays gated: a
+  jump (multipath, spoofing). Otherwise ``gps_reset_after`` consistent fixes re-initialize the filter
+  at the receiver. A receiver coming back after an outage (no fix received for
   ``reacquire_after_s``) may find the filter drifted: ``gps_reacquire_fixes`` consistent fixes
-  re-initialize the filter there.
+  re-initialize it there, facing the receiver's course over ground.
 - Vision (the candidate mixture): applied when it explains the particles better than chance
   (``min_evidence`` times a uniform spread over the searched area), else refused.
 - Heading (vision rotation search, GPS course over ground): Gaussian with a wrapped difference and
@@ -115,6 +117,7 @@ class ParticleFilter:
         self._gps_offset: np.ndarray | None = None  # the last gated fix's offset from the estimate
         self._gps_seen_t: float | None = None  # the last fix received, applied or gated
         self._streak_after_gap = False  # the current streak began right after the receiver had no fix
+        self._vision_vs_gps = 0.0  # log-odds, summed over the streak's vision updates: filter over receiver
         self.last_vision_t: float | None = None
         self.last_gps_t: float | None = None
 
@@ -306,11 +309,17 @@ class ParticleFilter:
             )
             if not agrees or self.gps_streak == 0:
                 self.gps_streak = 0
+                self._vision_vs_gps = 0.0
                 self._streak_after_gap = seen is None or t - seen >= self.cfg.reacquire_after_s
             self.gps_streak += 1
             self._gps_offset = offset
             if self.gps_streak >= self._gps_reset_count(t):
-                self.init_gaussian(t, east, north, sigma_m, est.heading_deg, max(est.heading_sigma_deg, 10.0))
+                # Re-initialized at the receiver, facing its course over ground when it has one: after a long
+                # outage the filter's heading may be as wrong as its position.
+                if course_deg is not None and course_sigma_deg is not None:
+                    self.init_gaussian(t, east, north, sigma_m, course_deg, course_sigma_deg)
+                else:
+                    self.init_gaussian(t, east, north, sigma_m, est.heading_deg, max(est.heading_sigma_deg, 10.0))
                 self.counts["gps_resets"] += 1
                 self.gps_streak, self._gps_offset = 0, None
                 self.last_gps_t = float(t)
@@ -341,17 +350,33 @@ class ParticleFilter:
         c = self.cfg
         if self._streak_after_gap:
             return c.gps_reacquire_fixes  # back from an outage: the filter may have drifted
-        trusted = self.last_vision_t is not None and t - self.last_vision_t <= c.vision_trust_s
-        return math.inf if trusted else c.gps_reset_after  # a jump: vision decides
+        recent = self.last_vision_t is not None and t - self.last_vision_t <= c.vision_trust_s
+        # A jump: vision decides, when what it saw during the streak favours the filter's place over
+        # the receiver's (merely having applied vision lately is not a vote: a weak model's updates are
+        # applied near wherever the filter is).
+        return math.inf if recent and self._vision_vs_gps > 0 else c.gps_reset_after
 
-    def vision_evidence(self, centres: np.ndarray, weights: np.ndarray, sigma_m: float, area_m2: float) -> np.ndarray:
-        """Per particle: the candidate mixture's density over a uniform density on the searched area."""
+    @staticmethod
+    def _mixture_ratio(
+        east: np.ndarray, north: np.ndarray, centres: np.ndarray, weights: np.ndarray, sigma_m: float, area_m2: float
+    ) -> np.ndarray:
         c = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
         a = np.asarray(weights, dtype=np.float64)
         a = a / a.sum()
-        d2 = (self.x[:, E, None] - c[None, :, 0]) ** 2 + (self.x[:, N, None] - c[None, :, 1]) ** 2
+        d2 = (east[:, None] - c[None, :, 0]) ** 2 + (north[:, None] - c[None, :, 1]) ** 2
         dens = (np.exp(-0.5 * d2 / sigma_m**2) @ a) / (2 * math.pi * sigma_m**2)
         return dens * area_m2
+
+    def vision_evidence_at(
+        self, centres: np.ndarray, weights: np.ndarray, sigma_m: float, area_m2: float, east: float, north: float
+    ) -> float:
+        """The candidate mixture's density at one place over a uniform density on the searched area."""
+        one = np.array([float(east)]), np.array([float(north)])
+        return float(self._mixture_ratio(*one, centres, weights, sigma_m, area_m2)[0])
+
+    def vision_evidence(self, centres: np.ndarray, weights: np.ndarray, sigma_m: float, area_m2: float) -> np.ndarray:
+        """Per particle: the candidate mixture's density over a uniform density on the searched area."""
+        return self._mixture_ratio(self.x[:, E], self.x[:, N], centres, weights, sigma_m, area_m2)
 
     def update_vision(
         self,
@@ -372,10 +397,25 @@ class ParticleFilter:
             self.counts["vision_rejected"] += 1
             return False, evidence
         eps = self.cfg.vision_outlier if outlier is None else outlier
+        if self.gps_streak > 0 and self._gps_offset is not None:
+            self._vision_vs_gps += self._vote(centres, weights, sigma_m, area_m2, eps, evidence)
         self._reweight(self.cfg.vision_power * np.log(eps + (1 - eps) * ratio))
         self.counts["vision_accepted"] += 1
         self.last_vision_t = float(t)
         return True, evidence
+
+    def _vote(
+        self, centres: np.ndarray, weights: np.ndarray, sigma_m: float, area_m2: float, eps: float, evidence: float
+    ) -> float:
+        """A disagreeing receiver: log-odds that this vision mixture sees the filter's place rather than the
+        receiver's. A place beyond the searched disc (centred on the filter) counts as chance: the candidates
+        cannot see it."""
+        est = self.estimate()
+        off = self._gps_offset
+        at_gps = 1.0
+        if float(np.hypot(*off)) < math.sqrt(area_m2 / math.pi):
+            at_gps = self.vision_evidence_at(centres, weights, sigma_m, area_m2, est.east + off[0], est.north + off[1])
+        return math.log((eps + (1 - eps) * evidence) / (eps + (1 - eps) * at_gps))
 
     def update_heading(self, t: float, heading_deg: float, sigma_deg: float, gate: bool = True) -> bool:
         """A heading measurement (GRID north). Returns whether it was applied."""

@@ -74,7 +74,11 @@ class ConvStem(nn.Module):
         widths = conv_stem_widths(dim, patch)
         layers: list[nn.Module] = []
         for cin, cout in itertools.pairwise(widths):
-            layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+            ]
         layers.append(nn.Conv2d(widths[-1], dim, 1))
         self.layers = nn.Sequential(*layers)
 

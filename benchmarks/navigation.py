@@ -13,7 +13,7 @@ Reported per drive and pooled: position error median/p95/max in the outage, the 
 since GPS was lost (30 s bins), heading error, vision fix rate, loop frames/s. Target: in a
 5-minute outage the filtered median <= 10 m and p95 <= 25 m, while odometry alone drifts past them.
 
-    .venv/bin/python benchmarks/navigation.py            # 4 towns x 2 drives, 7 minutes each
+    .venv/bin/python benchmarks/navigation.py            # 4 towns x 6 drives, 7 minutes each
     .venv/bin/python benchmarks/navigation.py --quick    # 1 town, 1 drive of 3 minutes (2-minute outage), under a minute
 """
 
@@ -97,6 +97,12 @@ def pooled(rows: list[dict]) -> dict:
         "odometry_only_outage_p95_error_m": round(float(np.percentile(b, 95)), 2),
         "median_heading_error_deg": round(float(np.median([r["median_heading_error_deg"] for r in rows])), 2),
         "fix_rate": round(float(np.mean([r["fix_rate"] for r in rows])), 3),
+        # Per drive: where vision helped and where it hurt (a weak model's wrong matches can pull a filter
+        # away from odometry that happened to be good).
+        "drives_vision_lower_p95": sum(r["outage_p95_error_m"] < r["odometry_only_outage_p95_error_m"] for r in rows),
+        "drives_vision_lower_median": sum(
+            r["outage_median_error_m"] < r["odometry_only_outage_median_error_m"] for r in rows
+        ),
         "target_met": bool(med <= TARGET_MEDIAN_M and p95 <= TARGET_P95_M),
     }
 
@@ -121,6 +127,10 @@ def format_table(rows: list[dict], total: dict, notes: list[str]) -> str:
         f" {total['outage_median_error_m']} m, p95 {total['outage_p95_error_m']} m; odometry only median"
         f" {total['odometry_only_outage_median_error_m']} m, p95 {total['odometry_only_outage_p95_error_m']} m;"
         f" target (median <= {TARGET_MEDIAN_M:g} m, p95 <= {TARGET_P95_M:g} m) {'MET' if total['target_met'] else 'NOT MET'}"
+    )
+    lines.append(
+        f"vision+odometry below odometry only: p95 in {total['drives_vision_lower_p95']} of {total['drives']} drives,"
+        f" median in {total['drives_vision_lower_median']}"
     )
     lines.append("")
     lines.append(f"error over time since GPS was lost (median per {BIN_S:g} s bin, metres):")
@@ -167,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="export folder (default: the demo model in models/demo)")
     parser.add_argument("--note", default="", help="a line for the results (where a --model came from)")
     parser.add_argument("--towns", nargs="+", default=None, help=f"default {' '.join(TOWNS)}")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="drives per town (default 1 2)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="drives per town (default 1 to 6)")
     args = parser.parse_args(argv)
 
     from edge_geoloc.demo import DEMO_MODEL, find_export
@@ -182,7 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         towns, seeds, duration, outage, rate = args.towns or TOWNS[:1], args.seeds or [1], 180.0, (30.0, 150.0), 1.0
     else:
-        towns, seeds, duration, outage, rate = args.towns or TOWNS, args.seeds or [1, 2], 420.0, (60.0, 360.0), 2.0
+        towns, seeds, duration, outage, rate = (
+            args.towns or TOWNS,
+            args.seeds or [1, 2, 3, 4, 5, 6],
+            420.0,
+            (60.0, 360.0),
+            2.0,
+        )
     rows = []
     for town in towns:
         for seed in seeds:

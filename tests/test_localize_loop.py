@@ -305,3 +305,18 @@ def test_concurrent_demo_map_builds_share_one_bundle(model, tmp_path):
         a, b = (j.result(timeout=600) for j in jobs)
     assert a == b and (a / "manifest.yaml").exists()
     assert [p.name for p in (tmp_path / "maps").iterdir() if not p.name.startswith(".")] == [a.name]
+
+
+def test_the_scope_widens_to_an_outages_while_gps_pins_the_filter(opened):
+    """The vision mixture is fitted while GPS pins the filter; its searches then cover an outage-sized disc."""
+    loc = localizer(opened)
+    e, n = frames_along_row(row=2, heading_grid=90.0)[0].truth[:2]
+    loc.filter.update_gps(0.0, e, n, 1.0)
+    est = loc.filter.estimate()
+    tracking = max(loc.scope_min, loc.cfg.scope_sigmas * est.sigma_m + loc.tiling.tile_m)
+    assert tracking < loc.cfg.calibrate_scope_m
+    assert loc.scope_radius(0.5, est) == loc.cfg.calibrate_scope_m  # pinned: a fix 0.5 s ago, sigma ~1 m
+    assert loc.scope_radius(0.5 + loc.cfg.pinned_within_s, est) == tracking  # the fix is too old
+    plain = localizer(opened, calibrate_scope_m=None)
+    plain.filter.update_gps(0.0, e, n, 1.0)
+    assert plain.scope_radius(0.5, plain.filter.estimate()) == pytest.approx(tracking, rel=0.2)

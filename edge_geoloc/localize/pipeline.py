@@ -5,7 +5,7 @@ Modes, chosen per frame from the filter's state:
 
 - ``track``: the filter knows where it is and which way it faces. One view rolled to the filter's
   heading is encoded and searched within a disc of ``scope_sigmas`` sigma (plus a tile) around the
-  filter's position; every ``heading_every`` frames two more views at +-``heading_window_deg``
+  filter's position (at least ``calibrate_scope_m`` while GPS pins it, :meth:`Localizer.scope_radius`); every ``heading_every`` frames two more views at +-``heading_window_deg``
   measure the heading (two encodes, no search), unless the model turned out blind to heading
   (:class:`~edge_geoloc.localize.refine.HeadingCheck`, checked against GPS course while there is one).
 - ``sweep``: the heading is unknown (sigma above ``sweep_above_deg``: no GPS course yet, or just
@@ -62,6 +62,9 @@ class LoopConfig:
     temperature: float = 0.03  # similarity softmax over the top-k
     candidate_sigma_m: float | None = None  # spread of one candidate before calibration (default: tile side / 4)
     calibrate_below_m: float = 5.0  # filter sigma under which the mixture is fitted to the truth (VisionCheck)
+    calibrate_scope_m: float | None = (
+        160.0  # search radius while fitting: an outage's scope, not GPS's (None: as tracking)
+    )
     pinned_within_s: float = 2.0  # ... and only with a GPS fix this recent (not a filter merely sure of itself)
     scope_sigmas: float = 3.0
     scope_min_m: float | None = None  # default 1.5 tiles
@@ -363,7 +366,19 @@ class Localizer:
         self.stats.add(fix)
         return fix
 
-    def _plan(self) -> tuple[str, list[float], tuple[float, float, float] | None, Estimate | None]:
+    def scope_radius(self, t: float, est: Estimate) -> float:
+        """The search disc around the filter: ``scope_sigmas`` sigma plus a tile, at least ``scope_min``.
+
+        While GPS pins the filter (when the mixture is fitted, :class:`VisionCheck`) it is at least
+        ``calibrate_scope_m``: a disc as small as GPS allows holds few tiles, any of which is near the
+        truth, so a weak model would look sharp there and be trusted too much when an outage widens the
+        disc."""
+        radius = max(self.scope_min, self.cfg.scope_sigmas * est.sigma_m + self.tiling.tile_m)
+        if self.cfg.calibrate_scope_m is not None and self._gps_pinned(t, est):
+            radius = max(radius, self.cfg.calibrate_scope_m)
+        return radius
+
+    def _plan(self, t: float) -> tuple[str, list[float], tuple[float, float, float] | None, Estimate | None]:
         """Mode, assumed camera headings (true north) of the views, and the scope."""
         if not self.filter.initialized:
             return "global", self._sweep(0.0), None, None
@@ -379,7 +394,7 @@ class Localizer:
         headings = self._sweep(cam) if sweep else [cam]
         if lost:
             return "global", headings, None, est
-        scope = (est.east, est.north, max(self.scope_min, radius))
+        scope = (est.east, est.north, self.scope_radius(t, est))
         return ("sweep" if sweep else "track"), headings, scope, est
 
     def _apply_vision(
@@ -425,7 +440,7 @@ class Localizer:
 
     def _vision(self, frame: Frame, stages: dict, skipped: list, fits: Any, timed: Any) -> tuple:
         cfg = self.cfg
-        mode, headings, scope, est = self._plan()
+        mode, headings, scope, est = self._plan(frame.t)
         check = self.heading_check
         every = cfg.heading_every if self._heading_usable() is not False else cfg.unusable_heading_every
         measure = mode == "track" and self.camera.rollable and cfg.heading_every > 0 and self._frames_seen % every == 0

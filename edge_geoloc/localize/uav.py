@@ -231,7 +231,7 @@ class UavLocalizer(Localizer):
             mode, scope = (
                 ("global", None)
                 if radius > cfg.scope_max_m
-                else ("track", (est.east, est.north, max(self.scope_min, radius)))
+                else ("track", (est.east, est.north, self.scope_radius(frame.t, est)))
             )
         dither = 0.0
         if yaw_known:

@@ -31,7 +31,7 @@ unit: $(STAMP)
 	$(PY) -m pytest -q
 
 bench-quick: $(STAMP)
-	@set -e; for b in benchmarks/*.py; do \
+	@set -e; for b in benchmarks/[!_]*.py; do \
 	  name=$$(basename $$b .py); \
 	  echo "== benchmark $$name --quick"; \
 	  $(PY) $$b --quick --json $(QUICK_DIR)/$$name.json; \

@@ -20,18 +20,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from _results import load_line, write_json, write_markdown  # benchmarks/_results.py (the script's folder)
+
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+
 RESULTS = ROOT / "benchmarks" / "results" / "encoders.json"
 DEMO_DIR = ROOT / "models" / "demo"
 
@@ -293,8 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         r["machine_peak_gflops"] = peak
         r["fraction_of_peak"] = r["achieved_gflops"] / peak
     notes.append(
-        f"1-minute load average before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
-        " (other jobs share this machine: absolute times vary, interleaved ratios hold)"
+        load_line(load_before) + " (other jobs share this machine: absolute times vary, interleaved ratios hold)"
     )
     notes.append(
         f"matmul peak ({n_peak}^3 float32, {args.threads} threads) measured {len(peaks)} times in this run:"
@@ -308,19 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     table = format_table(rows, peak, args.threads, notes)
     print("\n" + table)
     out = args.json or RESULTS
-    if args.json is None and not args.quick:  # the committed, human-readable copy of a full run
-        RESULTS.with_suffix(".md").write_text(f"# Encoder benchmark (benchmarks/encoders.py)\n\n```\n{table}\n```\n")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "_meta": True,
-        "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "threads": args.threads,
-        "python": sys.version.split()[0],
-        "notes": notes,
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
-    out.write_text(json.dumps([meta, *rows], indent=1))
+    if args.json is None and not args.quick:
+        write_markdown(RESULTS.with_suffix(".md"), "Encoder benchmark (benchmarks/encoders.py)", table)
+    write_json(out, rows, notes, t0, threads=args.threads)
     print(f"wrote {out} ({len(rows)} rows, {time.perf_counter() - t0:.0f} s)")
     return 0
 

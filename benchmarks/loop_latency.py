@@ -14,16 +14,16 @@ every 5th frame, and never. Target: >= 20 frames/s with p99 under the 100 ms bud
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _results import load_line, write_json, write_markdown  # benchmarks/_results.py (the script's folder)
 
 ROOT = Path(__file__).resolve().parents[1]
+
 RESULTS = ROOT / "benchmarks" / "results" / "loop_latency.json"
 VARIANTS = (("heading every frame", 1), ("heading every 5th frame", 5), ("no heading", 0))
 
@@ -141,26 +141,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(frames)} pre-rendered frames x {repeats} per variant, variants interleaved frame by frame: a drive with"
         f" GPS for {sc.outage[0]:g} s, then denied; wheel/gyro odometry at 10 Hz; fps = frames / summed per-frame"
         " time (the loop alone, back to back; the time of GPS and odometry updates counts in predict)",
-        f"1-minute load average before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
-        " (a shared machine: other jobs inflate the tails)",
+        load_line(load_before) + " (a shared machine: other jobs inflate the tails)",
         *([args.note] if args.note else []),
     ]
     table = format_table(rows, notes)
     print("\n" + table)
     out = args.json or RESULTS
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "_meta": True,
-        "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "threads": args.threads,
-        "python": sys.version.split()[0],
-        "notes": notes,
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
-    out.write_text(json.dumps([meta, *rows], indent=1) + "\n")
+    write_json(out, rows, notes, t0, threads=args.threads)
     if args.json is None and not args.quick:
-        RESULTS.with_suffix(".md").write_text(f"# Loop latency (benchmarks/loop_latency.py)\n\n```\n{table}\n```\n")
+        write_markdown(RESULTS.with_suffix(".md"), "Loop latency (benchmarks/loop_latency.py)", table)
     print(f"wrote {out} ({time.perf_counter() - t0:.0f} s)")
     return 0
 

@@ -20,16 +20,16 @@ since GPS was lost (30 s bins), heading error, vision fix rate, loop frames/s. T
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _results import load_line, write_json, write_markdown  # benchmarks/_results.py (the script's folder)
 
 ROOT = Path(__file__).resolve().parents[1]
+
 RESULTS = ROOT / "benchmarks" / "results" / "navigation.json"
 TOWNS = ("test-suburb", "test-downtown", "test-rural", "test-industrial")
 BIN_S = 30.0
@@ -214,29 +214,16 @@ def main(argv: list[str] | None = None) -> int:
         f"model {model.relative_to(ROOT) if model.is_relative_to(ROOT) else model}; drives of {duration:g} s,"
         f" GPS denied {outage[0]:g}..{outage[1]:g} s, camera {rate:g} Hz (360-degree panorama 64 x 256, 2 m up),"
         " odometry 10 Hz; loop budget 100 ms",
-        f"1-minute load average before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
+        load_line(load_before),
         *([args.note] if args.note else []),
     ]
     table = format_table(rows, total, notes)
     print("\n" + table)
     out = args.json or RESULTS
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "_meta": True,
-        "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "quick": args.quick,
-        "notes": notes,
-        "pooled": total,
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
     clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
-    out.write_text(json.dumps([meta, *clean], indent=1) + "\n")
+    write_json(out, clean, notes, t0, quick=args.quick, pooled=total)
     if args.json is None and not args.quick:
-        RESULTS.with_suffix(".md").write_text(
-            f"# GPS-denied navigation (benchmarks/navigation.py)\n\n```\n{table}\n```\n"
-        )
+        write_markdown(RESULTS.with_suffix(".md"), "GPS-denied navigation (benchmarks/navigation.py)", table)
         plot(rows, [outage] * len(rows), RESULTS.with_suffix(".png"))
     print(f"wrote {out} ({time.perf_counter() - t0:.0f} s)")
     return 0

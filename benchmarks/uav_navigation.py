@@ -14,15 +14,16 @@ loop (vision + odometry) and odometry only, heading error, vision fix rate, loop
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _results import load_line, write_json, write_markdown  # benchmarks/_results.py (the script's folder)
+
 ROOT = Path(__file__).resolve().parents[1]
+
 RESULTS = ROOT / "benchmarks" / "results" / "uav_navigation.json"
 TARGET_MEDIAN_M, TARGET_P95_M = 10.0, 25.0
 BUDGET_MS = 500.0  # the UAV demo's default (a drone frame encodes several patches)
@@ -119,27 +120,14 @@ def main(argv: list[str] | None = None) -> int:
         f"model {args.model or 'models/demo (demo model + drone branch)'}; region maps/demo-suburb.yaml; flights of"
         f" {duration:g} s, GPS denied {outage[0]:g}..{outage[1]:g} s, camera 1 Hz, yaw distrusted (magnetometer"
         f" bias 12 deg); loop on 2 threads, budget {BUDGET_MS:g} ms",
-        f"1-minute load average before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
+        load_line(load_before),
     ]
     table = format_table(rows, notes)
     print("\n" + table)
     out = args.json or RESULTS
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "_meta": True,
-        "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "quick": args.quick,
-        "notes": notes,
-        "flights_within_target": sum(r["within_target"] for r in rows),
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
-    out.write_text(json.dumps([meta, *rows], indent=1) + "\n")
+    write_json(out, rows, notes, t0, quick=args.quick, flights_within_target=sum(r["within_target"] for r in rows))
     if args.json is None and not args.quick:
-        RESULTS.with_suffix(".md").write_text(
-            f"# GPS-denied UAV flights (benchmarks/uav_navigation.py)\n\n```\n{table}\n```\n"
-        )
+        write_markdown(RESULTS.with_suffix(".md"), "GPS-denied UAV flights (benchmarks/uav_navigation.py)", table)
     print(f"wrote {out} ({time.perf_counter() - t0:.0f} s)")
     return 0
 

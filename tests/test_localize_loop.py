@@ -316,8 +316,8 @@ def test_the_scope_widens_to_an_outages_while_gps_pins_the_filter(opened):
     est = loc.filter.estimate()
     tracking = max(loc.scope_min, loc.cfg.scope_sigmas * est.sigma_m + loc.tiling.tile_m)
     assert tracking < loc.cfg.calibrate_scope_m
-    assert loc.scope_radius(0.5, est) == loc.cfg.calibrate_scope_m  # pinned: a fix 0.5 s ago, sigma ~1 m
-    assert loc.scope_radius(0.5 + loc.cfg.pinned_within_s, est) == tracking  # the fix is too old
+    assert loc.scope(0.5, est) == (est.east, est.north, loc.cfg.calibrate_scope_m)  # pinned: a fix 0.5 s ago
+    assert loc.scope(0.5 + loc.cfg.pinned_within_s, est)[2] == tracking  # the fix is too old
     plain = localizer(opened, calibrate_scope_m=None)
     plain.filter.update_gps(0.0, e, n, 1.0)
-    assert plain.scope_radius(0.5, plain.filter.estimate()) == pytest.approx(tracking, rel=0.2)
+    assert plain.scope(0.5, plain.filter.estimate())[2] == pytest.approx(tracking, rel=0.2)

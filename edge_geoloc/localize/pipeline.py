@@ -5,8 +5,9 @@ Modes, chosen per frame from the filter's state:
 
 - ``track``: the filter knows where it is and which way it faces. One view rolled to the filter's
   heading is encoded and searched within a disc of ``scope_sigmas`` sigma (plus a tile) around the
-  filter's position (at least ``calibrate_scope_m`` while GPS pins it, :meth:`Localizer.scope_radius`); every ``heading_every`` frames two more views at +-``heading_window_deg``
-  measure the heading (two encodes, no search), unless the model turned out blind to heading
+  filter's position (at least ``calibrate_scope_m`` while GPS pins it: :meth:`Localizer.scope`); every
+  ``heading_every`` frames two more views at +-``heading_window_deg`` measure the heading (two
+  encodes, no search), unless the model turned out blind to heading
   (:class:`~edge_geoloc.localize.refine.HeadingCheck`, checked against GPS course while there is one).
 - ``sweep``: the heading is unknown (sigma above ``sweep_above_deg``: no GPS course yet, or just
   re-localized): ``sweep_rolls`` views around the circle are encoded and searched; the best roll
@@ -366,25 +367,28 @@ class Localizer:
         self.stats.add(fix)
         return fix
 
-    def scope_radius(self, t: float, est: Estimate) -> float:
-        """The search disc around the filter: ``scope_sigmas`` sigma plus a tile, at least ``scope_min``.
+    def scope(self, t: float, est: Estimate) -> tuple[float, float, float] | None:
+        """The search disc (east, north, radius) around the filter: ``scope_sigmas`` sigma plus a tile, at
+        least ``scope_min``; None when that exceeds ``scope_max_m`` (lost: search the whole map).
 
-        While GPS pins the filter (when the mixture is fitted, :class:`VisionCheck`) it is at least
+        While GPS pins the filter (when the mixture is fitted, :class:`VisionCheck`) the radius is at least
         ``calibrate_scope_m``: a disc as small as GPS allows holds few tiles, any of which is near the
         truth, so a weak model would look sharp there and be trusted too much when an outage widens the
         disc."""
-        radius = max(self.scope_min, self.cfg.scope_sigmas * est.sigma_m + self.tiling.tile_m)
+        radius = self.cfg.scope_sigmas * est.sigma_m + self.tiling.tile_m
+        if radius > self.cfg.scope_max_m:
+            return None
+        radius = max(radius, self.scope_min)
         if self.cfg.calibrate_scope_m is not None and self._gps_pinned(t, est):
             radius = max(radius, self.cfg.calibrate_scope_m)
-        return radius
+        return est.east, est.north, radius
 
     def _plan(self, t: float) -> tuple[str, list[float], tuple[float, float, float] | None, Estimate | None]:
         """Mode, assumed camera headings (true north) of the views, and the scope."""
         if not self.filter.initialized:
             return "global", self._sweep(0.0), None, None
         est = self.filter.estimate()
-        radius = self.cfg.scope_sigmas * est.sigma_m + self.tiling.tile_m
-        lost = radius > self.cfg.scope_max_m
+        scope = self.scope(t, est)
         sweep = (
             est.heading_sigma_deg > self.cfg.sweep_above_deg
             and self.camera.rollable
@@ -392,9 +396,8 @@ class Localizer:
         )
         cam = self.camera_true(est.heading_deg)
         headings = self._sweep(cam) if sweep else [cam]
-        if lost:
+        if scope is None:
             return "global", headings, None, est
-        scope = (est.east, est.north, self.scope_radius(t, est))
         return ("sweep" if sweep else "track"), headings, scope, est
 
     def _apply_vision(

@@ -224,15 +224,8 @@ class UavLocalizer(Localizer):
         # Mode, scope and heading hypotheses (grid north).
         est = self.filter.estimate() if self.filter.initialized else None
         yaw_known = cam.yaw_trusted and att.yaw_deg is not None
-        if est is None:
-            mode, scope = "global", None
-        else:
-            radius = cfg.scope_sigmas * est.sigma_m + self.tiling.tile_m
-            mode, scope = (
-                ("global", None)
-                if radius > cfg.scope_max_m
-                else ("track", (est.east, est.north, self.scope_radius(frame.t, est)))
-            )
+        scope = None if est is None else self.scope(frame.t, est)
+        mode = "global" if scope is None else "track"
         dither = 0.0
         if yaw_known:
             headings = [float(wrap_deg(att.yaw_deg - self.convergence))]

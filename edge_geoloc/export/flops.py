@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from edge_geoloc.model.config import BranchConfig, ModelConfig, conv_stem_widths, keep_count
+from edge_geoloc.model.lite_spec import stem_cost, trunk_channels
 
 PAPER = "paper: MACs of Linear and Conv layers at batch 1 (ptflops), attention matmuls q.k and attn.v excluded"
 FULL = "full: FLOPs of every matmul and conv, attention included, a multiply-add = 2 FLOPs, batch 1"
@@ -62,9 +63,14 @@ def branch_input(cfg: ModelConfig, branch: Literal["street", "aerial"]) -> Branc
 
 
 def embedding_cost(cfg: ModelConfig, b: BranchConfig) -> tuple[int, int]:
-    """(MACs, parameters) of the patch embedding: one patch-size conv, or the conv stem
-    (stride-2 3x3 convs without bias, each followed by BatchNorm, then a 1x1 conv to ``dim``)."""
+    """(MACs, parameters) of the patch embedding: one patch-size conv, the conv stem (stride-2 3x3
+    convs without bias, each followed by BatchNorm, then a 1x1 conv to ``dim``), or a pretrained
+    trunk at stride ``patch`` and its 1x1 projection to ``dim``."""
     d = cfg.dim
+    if cfg.pretrained_stem:
+        macs, params = stem_cost(cfg.stem, b.height, b.width, b.patch, cfg.stem_stages)
+        c = trunk_channels(cfg.stem, cfg.stem_stages)
+        return macs + b.num_patches * d * c, params + (c + 1) * d
     if cfg.stem == "patch":
         n = b.num_patches
         return n * d * 3 * b.patch * b.patch, (3 * b.patch * b.patch + 1) * d

@@ -66,7 +66,15 @@ class ModelConfig:
     street: BranchConfig  # the 360-degree panorama input; limited FoV crops its width
     aerial: BranchConfig
     distilled: bool = True  # a distillation token beside the class token (DeiT); descriptor = mean of both heads
-    stem: Literal["patch", "conv"] = "patch"  # patch embedding: one patch-size conv (ViT) or stride-2 convs (ViTc)
+    # Patch embedding: one patch-size conv (ViT), stride-2 convs (ViTc), or a pretrained EfficientNet-Lite
+    # truncated at stride ``patch`` and projected to ``dim`` (a hybrid: CNN tokens, transformer aggregation).
+    stem: Literal["patch", "conv", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"] = "patch"
+    stem_stages: int = field(
+        default=7, metadata=check(lambda v: 1 <= v <= 7, "a number of EfficientNet stages in [1, 7]")
+    )
+    # Where the weights start: None (random), "imagenet:<stem>" (the stem's ImageNet weights from the
+    # efficientnet-lite package), or "deit:<path>" (a user's DeiT checkpoint in timm's key layout).
+    init: str | None = None
     fov_deg: float = field(default=360.0, metadata=check(lambda v: 0 < v <= 360, "a field of view in (0, 360]"))
     tile_m: float = field(default=64.0, metadata=check(lambda v: v > 0, "a tile side in metres"))
     keep_ratio: float = field(default=1.0, metadata=check(lambda v: 0 < v <= 1, "a keep ratio in (0, 1]"))
@@ -80,6 +88,23 @@ class ModelConfig:
             raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
         if self.prune_at >= self.depth:
             raise ValueError(f"prune_at {self.prune_at} must be a block index below depth {self.depth}")
+        if self.pretrained_stem and any(b.patch not in (8, 16, 32) for b in (self.street, self.aerial)):
+            raise ValueError(f"stem {self.stem}: the patch size is the backbone's output stride, 8, 16 or 32")
+        if self.init is not None:
+            kind, _, what = self.init.partition(":")
+            if kind == "imagenet" and what != self.stem:
+                raise ValueError(
+                    f"init {self.init!r}: ImageNet weights exist for the stem, expected 'imagenet:{self.stem}'"
+                )
+            if kind == "deit" and (not what or self.stem != "patch"):
+                raise ValueError(f"init {self.init!r}: 'deit:<checkpoint path>' initializes a patch-stem ViT")
+            if kind not in ("imagenet", "deit"):
+                raise ValueError(f"init {self.init!r}: expected 'imagenet:<stem>' or 'deit:<path>'")
+
+    @property
+    def pretrained_stem(self) -> bool:
+        """A stem with ImageNet weights of its own (EfficientNet-Lite)."""
+        return self.stem.startswith("efficientnet-")
 
     @property
     def street_input(self) -> BranchConfig:

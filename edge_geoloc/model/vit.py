@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_geoloc.model.config import BranchConfig, ModelConfig, conv_stem_widths, keep_count
+from edge_geoloc.model.efficientnet import EfficientNetLite
 
 
 class Attention(nn.Module):
@@ -86,6 +87,27 @@ class ConvStem(nn.Module):
         return self.layers(x)
 
 
+class BackboneStem(nn.Module):
+    """Patch embedding by a pretrained CNN: EfficientNet-Lite truncated at stride ``patch`` (its
+    later stages dilated), then a 1x1 projection to ``dim``: one token per feature-map cell."""
+
+    def __init__(self, cfg: ModelConfig, patch: int) -> None:
+        super().__init__()
+        self.trunk = EfficientNetLite(cfg.stem, output_stride=patch).truncate(cfg.stem_stages)
+        self.proj = nn.Conv2d(self.trunk.out_channels, cfg.dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.trunk(x))
+
+
+def make_stem(cfg: ModelConfig, patch: int) -> nn.Module:
+    if cfg.pretrained_stem:
+        return BackboneStem(cfg, patch)
+    if cfg.stem == "conv":
+        return ConvStem(cfg.dim, patch)
+    return nn.Conv2d(3, cfg.dim, kernel_size=patch, stride=patch)
+
+
 def resize_pos_embed(
     pos: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int], n_special: int
 ) -> torch.Tensor:
@@ -108,11 +130,7 @@ class ViTBranch(nn.Module):
         self.branch = branch
         self.n_special = cfg.special_tokens
         self.prunable = prunable
-        self.patch_embed: nn.Module = (
-            ConvStem(cfg.dim, branch.patch)
-            if cfg.stem == "conv"
-            else nn.Conv2d(3, cfg.dim, kernel_size=branch.patch, stride=branch.patch)
-        )
+        self.patch_embed = make_stem(cfg, branch.patch)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.dim))
         self.dist_token = nn.Parameter(torch.zeros(1, 1, cfg.dim)) if cfg.distilled else None
         self.pos_embed = nn.Parameter(torch.zeros(1, self.n_special + branch.num_patches, cfg.dim))
@@ -143,11 +161,19 @@ class ViTBranch(nn.Module):
         p = self.branch.patch
         return x.shape[-2] // p, x.shape[-1] // p
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Patch tokens with special tokens prepended and position embeddings added."""
+    def embed(self, x: torch.Tensor, from_trunk: bool = False) -> torch.Tensor:
+        """Patch tokens with special tokens prepended and position embeddings added.
+
+        ``from_trunk``: ``x`` is already the pretrained stem's trunk output (B, C, rows, cols), as a
+        training run with a frozen, cached trunk feeds it; only the projection to ``dim`` runs."""
         b = x.shape[0]
-        grid = self.grid_of(x)
-        tokens = self.patch_embed(x).flatten(2).transpose(1, 2)
+        if from_trunk:
+            grid = (x.shape[-2], x.shape[-1])
+            tokens = self.patch_embed.proj(x)
+        else:
+            grid = self.grid_of(x)
+            tokens = self.patch_embed(x)
+        tokens = tokens.flatten(2).transpose(1, 2)
         specials = [self.cls_token.expand(b, -1, -1)]
         if self.dist_token is not None:
             specials.append(self.dist_token.expand(b, -1, -1))
@@ -168,10 +194,12 @@ class ViTBranch(nn.Module):
         patches = torch.gather(x[:, self.n_special :], 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
         return torch.cat([x[:, : self.n_special], patches], dim=1), idx
 
-    def forward_features(self, x: torch.Tensor, keep_ratio: float | None = None) -> dict[str, torch.Tensor]:
+    def forward_features(
+        self, x: torch.Tensor, keep_ratio: float | None = None, from_trunk: bool = False
+    ) -> dict[str, torch.Tensor]:
         keep = self.cfg.keep_ratio if keep_ratio is None else keep_ratio
         prune = self.prunable and keep < 1.0
-        h = self.embed(x)
+        h = self.embed(x, from_trunk)
         kept = None
         last_attn = None
         for i, blk in enumerate(self.blocks):
@@ -191,8 +219,8 @@ class ViTBranch(nn.Module):
             d = (d + self.head_dist(tokens[:, 1])) / 2
         return F.normalize(d, dim=-1)
 
-    def forward(self, x: torch.Tensor, keep_ratio: float | None = None) -> torch.Tensor:
-        return self.descriptor_from(self.forward_features(x, keep_ratio)["tokens"])
+    def forward(self, x: torch.Tensor, keep_ratio: float | None = None, from_trunk: bool = False) -> torch.Tensor:
+        return self.descriptor_from(self.forward_features(x, keep_ratio, from_trunk)["tokens"])
 
 
 class OffsetHead(nn.Module):

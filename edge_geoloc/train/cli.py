@@ -16,7 +16,7 @@ def _train(args: argparse.Namespace) -> int:
     cfg = TrainConfig.load(args.config)
     if args.epochs:
         cfg = type(cfg)(**{**cfg.__dict__, "epochs": args.epochs})
-    trainer = Trainer(cfg, args.data, args.out, device=args.device)
+    trainer = Trainer(cfg, args.data, args.out, device=args.device, monitor_data=args.monitor)
     metrics = trainer.run(resume=args.resume)
     last = metrics[-1]
     print(f"done: {len(metrics)} epochs, R@1 {last['R@1']:.1f} R@5 {last['R@5']:.1f} -> {Path(args.out) / 'best.pt'}")
@@ -55,6 +55,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--epochs", type=int, default=0, help="override the config's number of epochs")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument(
+        "--monitor",
+        metavar="DIR",
+        help="a second VIGOR-layout dataset whose cross-area test split is scored each epoch (curves only)",
+    )
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="retrieval, meter-level and heading metrics of a checkpoint")

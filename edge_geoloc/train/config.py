@@ -62,6 +62,13 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads; 0: all cores
     save_every_steps: int = 0  # also checkpoint inside an epoch (0: only at its end)
     max_steps_per_epoch: int = 0  # 0: the whole epoch (tests and smoke runs set a limit)
+    # Pretrained stems: freeze the stem and the first N trunk blocks (no gradients, fixed BatchNorm statistics).
+    freeze_blocks: int = field(default=0, metadata=check(lambda v: v >= 0, "a non-negative number of blocks"))
+    # Freeze the whole trunk and train on its cached features (train/trunk_cache.py): many epochs on a CPU.
+    trunk_cache: bool = False
+    # Sample4Geo's dynamic similarity sampling: per anchor, this many batch members are the queries of its
+    # most similar wrong references (descriptors recomputed every epoch), before its GPS neighbours.
+    mined_negatives: int = field(default=0, metadata=check(lambda v: v >= 0, "a non-negative count"))
     # After training, fit the offset head on the frozen best model's descriptors (see offset_fit.py).
     offset_fit_epochs: int = field(default=30, metadata=check(lambda v: v >= 0, "a non-negative number of epochs"))
 

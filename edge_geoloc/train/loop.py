@@ -25,10 +25,11 @@ import torch
 from tqdm import tqdm
 
 from edge_geoloc.config import to_mapping
-from edge_geoloc.data.vigor import open_protocol
+from edge_geoloc.data.vigor import VigorDataset, open_protocol
 from edge_geoloc.evaluate import retrieval_metrics
 from edge_geoloc.model.config import ModelConfig, load_model_config
 from edge_geoloc.model.losses import iou_semi_positive, make_retrieval_loss, offset_l2
+from edge_geoloc.model.pretrained import apply_init
 from edge_geoloc.model.vit import CrossViewModel
 from edge_geoloc.train.augment import circular_shift, colour_jitter, mirror, rotate90
 from edge_geoloc.train.checkpoint import load_checkpoint, load_model, model_state, save_checkpoint
@@ -36,7 +37,8 @@ from edge_geoloc.train.config import TrainConfig
 from edge_geoloc.train.infer import crop_fov, encode_aerial, encode_street, input_specs, to_tensor
 from edge_geoloc.train.offset_fit import fit_offset_head
 from edge_geoloc.train.pairs import PairSet, load_pairs
-from edge_geoloc.train.sampler import GeoBatchSampler
+from edge_geoloc.train.sampler import GeoBatchSampler, mine_lookalikes
+from edge_geoloc.train.trunk_cache import TrunkFeatures, cache_trunk, roll_quarters
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +111,62 @@ def make_batch(
     )
 
 
-def validate(model: CrossViewModel, val: PairSet, n_queries: int, seed: int, device: str = "cpu") -> dict[str, float]:
-    """Recall of a fixed query subset against every reference of the validation cities."""
+def make_feature_batch(
+    pairs: PairSet, feats: TrunkFeatures, idx: np.ndarray, cfg: TrainConfig, rng: np.random.Generator, with_semi: bool
+) -> Batch:
+    """A batch of cached trunk features: the scene turned by a random quarter turn per sample
+    (the tile's features of that rotation, the panorama's columns rolled; see trunk_cache.py)."""
+    streets, aerials, offsets, ious = [], [], [], []
+    rows = [(i, 0) for i in idx] + ([(i, int(rng.integers(1, 4))) for i in idx] if with_semi else [])
+    turns = {int(i): int(rng.integers(4)) if cfg.augment.rotate90 else 0 for i in idx}
+    for i, k in rows:
+        r = turns[int(i)]
+        aerials.append(feats.aerial[r, pairs.label[i, k]])
+        o = pairs.offset_m[i, k]
+        for _ in range(r):
+            o = np.array([o[1], -o[0]])
+        offsets.append(o)
+        ious.append(pairs.iou[i, k])
+    for i in idx:
+        street = torch.from_numpy(feats.street[i].astype(np.float32))
+        streets.append(roll_quarters(street, turns[int(i)]))
+    return Batch(
+        street=torch.stack(streets),
+        aerial=torch.from_numpy(np.stack(aerials).astype(np.float32)),
+        offset_m=torch.tensor(np.stack(offsets), dtype=torch.float32),
+        iou=torch.tensor(np.asarray(ious), dtype=torch.float32),
+    )
+
+
+@torch.no_grad()
+def encode_features(branch: torch.nn.Module, feats: np.ndarray, batch: int = 512, device: str = "cpu") -> np.ndarray:
+    """Descriptors (N, D) of cached trunk features."""
+    branch.eval()
+    out = [
+        branch(torch.from_numpy(feats[s : s + batch].astype(np.float32)).to(device), from_trunk=True).float().cpu()
+        for s in range(0, len(feats), batch)
+    ]
+    return torch.cat(out).numpy()
+
+
+def validate(
+    model: CrossViewModel,
+    val: PairSet,
+    n_queries: int,
+    seed: int,
+    device: str = "cpu",
+    feats: TrunkFeatures | None = None,
+) -> dict[str, float]:
+    """Recall of a fixed query subset against every reference of the validation cities (from cached
+    trunk features when given: the same numbers as from the images, faster)."""
     rng = np.random.default_rng(seed)
     q = np.sort(rng.choice(len(val), size=min(n_queries, len(val)), replace=False))
-    s = encode_street(model, val.street[q], device=device)
-    a = encode_aerial(model, val.aerial, device=device)
+    if feats is not None:
+        s = encode_features(model.street, feats.street[q], device=device)
+        a = encode_features(model.aerial, feats.aerial[0], device=device)
+    else:
+        s = encode_street(model, val.street[q], device=device)
+        a = encode_aerial(model, val.aerial, device=device)
     return retrieval_metrics(s @ a.T, val.label[q, 0], val.label[q, 1:])
 
 
@@ -130,16 +182,28 @@ def machine() -> dict[str, Any]:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, data_root: str | Path, out_dir: str | Path, device: str | None = None) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        data_root: str | Path,
+        out_dir: str | Path,
+        device: str | None = None,
+        monitor_data: str | Path | None = None,
+    ) -> None:
+        """``monitor_data``: a second dataset whose cross-area test split is scored every epoch for the
+        curves (``monitor_R@1`` ...), never for choosing the best checkpoint."""
         self.cfg = cfg
         self.root = Path(data_root)
         self.out = Path(out_dir)
+        self.monitor_root = Path(monitor_data) if monitor_data else None
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.mcfg = model_config_for(cfg)
         torch.manual_seed(cfg.seed)
         self.model = CrossViewModel(self.mcfg).to(self.device)
+        self.init_report = apply_init(self.model)
+        self._freeze()
         if cfg.init:
             init_model, _ = load_model(cfg.init)
             if init_model.cfg.with_(keep_ratio=self.mcfg.keep_ratio, fov_deg=self.mcfg.fov_deg) != self.mcfg:
@@ -154,14 +218,21 @@ class Trainer:
         self.amp = self.device == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
 
+    def _freeze(self) -> None:
+        if not self.mcfg.pretrained_stem:
+            if self.cfg.freeze_blocks or self.cfg.trunk_cache:
+                raise ValueError(
+                    f"freeze_blocks / trunk_cache need a pretrained stem; model '{self.mcfg.name}' has stem {self.mcfg.stem!r}"
+                )
+            return
+        for branch in (self.model.street, self.model.aerial):
+            trunk = branch.patch_embed.trunk
+            trunk.freeze(len(trunk._blocks) if self.cfg.trunk_cache else self.cfg.freeze_blocks)
+
     def load_data(self) -> tuple[PairSet, PairSet]:
         sizes = ((self.mcfg.street.height, self.mcfg.street.width), (self.mcfg.aerial.height, self.mcfg.aerial.width))
-        train_ds = open_protocol(self.root, self.cfg.protocol, "train")
-        val_ds = open_protocol(self.root, self.cfg.protocol, "test")
-        if self.cfg.train_cities:
-            train_ds = type(train_ds)(self.root, self.cfg.train_cities, train_ds.split)
-        if self.cfg.val_cities:
-            val_ds = type(val_ds)(self.root, self.cfg.val_cities, val_ds.split)
+        train_ds = self._split("train", self.cfg.train_cities)
+        val_ds = self._split("test", self.cfg.val_cities)
         if abs(train_ds.tile_m - self.mcfg.tile_m) > 1e-6:
             raise ValueError(
                 f"{self.root}: dataset tiles are {train_ds.tile_m:g} m but model '{self.mcfg.name}' expects "
@@ -171,9 +242,43 @@ class Trainer:
         log.info("val %s", val_ds)
         return load_pairs(train_ds, *sizes), load_pairs(val_ds, *sizes)
 
-    def state(self, epoch: int, step: int, metrics: list[dict]) -> dict[str, Any]:
+    def _split(self, part: str, cities: list[str] | None) -> VigorDataset:
+        """The protocol's side ``part``, over the config's cities when it names them."""
+        if not cities:
+            return open_protocol(self.root, self.cfg.protocol, part)  # type: ignore[arg-type]
+        split = f"same_area_{part}" if self.cfg.protocol == "same_area" else "cross_area"
+        return VigorDataset(self.root, cities, split)  # type: ignore[arg-type]
+
+    def load_monitor(self) -> PairSet | None:
+        if self.monitor_root is None:
+            return None
+        sizes = ((self.mcfg.street.height, self.mcfg.street.width), (self.mcfg.aerial.height, self.mcfg.aerial.width))
+        ds = open_protocol(self.monitor_root, "cross_area", "test")
+        log.info("monitor %s", ds)
+        return load_pairs(ds, *sizes)
+
+    def trunk(self, pairs: PairSet | None, rotations: bool, root: Path) -> TrunkFeatures | None:
+        if pairs is None or not self.cfg.trunk_cache:
+            return None
+        return cache_trunk(self.model, pairs.street, pairs.aerial, root / ".cache", rotations=rotations)
+
+    def mine(self, train: PairSet, feats: TrunkFeatures | None, epoch: int) -> np.ndarray | None:
+        """Look-alike lists for an epoch from the current model (none before the first epoch's training)."""
+        if not self.cfg.mined_negatives or epoch == 0:
+            return None
+        if feats is not None:
+            q = encode_features(self.model.street, feats.street, device=self.device)
+            r = encode_features(self.model.aerial, feats.aerial[0], device=self.device)
+        else:
+            q = encode_street(self.model, train.street, device=self.device)
+            r = encode_aerial(self.model, train.aerial, device=self.device)
+        return mine_lookalikes(q, r, train.label, 2 * self.cfg.mined_negatives, seed=self.cfg.seed + epoch)
+
+    def state(self, epoch: int, step: int, metrics: list[dict], mined: np.ndarray | None = None) -> dict[str, Any]:
         return {
             **model_state(self.mcfg),
+            "init": self.init_report,
+            "mined": mined,
             "train_config": to_mapping(self.cfg),
             "model": self.model.state_dict(),
             "loss_fn": self.loss_fn.state_dict(),
@@ -190,9 +295,10 @@ class Trainer:
             group["lr"] = lr
         self.model.train()
         b = batch.street.shape[0]
+        cached = self.cfg.trunk_cache
         with torch.autocast(self.device, enabled=self.amp):
-            s = self.model.street(batch.street.to(self.device))
-            a = self.model.aerial(batch.aerial.to(self.device))
+            s = self.model.street(batch.street.to(self.device), from_trunk=cached)
+            a = self.model.aerial(batch.aerial.to(self.device), from_trunk=cached)
             a_pos = a[:b]
             loss_r = self.loss_fn(s.float(), a_pos.float())
             loss = loss_r
@@ -222,6 +328,7 @@ class Trainer:
         ckpt_path = self.out / "checkpoint.pt"
         metrics: list[dict] = []
         start_epoch, start_step = 0, 0
+        resumed_mined = None
         if resume:
             if not ckpt_path.exists():
                 raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
@@ -230,8 +337,13 @@ class Trainer:
             self.loss_fn.load_state_dict(state["loss_fn"])
             self.opt.load_state_dict(state["optimizer"])
             start_epoch, start_step, metrics = state["epoch"], state["step"], state["metrics"]
+            resumed_mined = state.get("mined") if start_step else None
             log.info("resuming at epoch %d step %d", start_epoch + 1, start_step)
         train, val = self.load_data()
+        monitor = self.load_monitor()
+        feats = self.trunk(train, True, self.root)
+        val_feats = self.trunk(val, False, self.root)
+        monitor_feats = self.trunk(monitor, False, self.monitor_root or self.root)
         tiles = train.label
         sampler = GeoBatchSampler(train.street_en, tiles, self.cfg.batch_size, self.cfg.neighbours, self.cfg.seed)
         # Overlap-free batching may fill fewer batches in some epochs: a fixed count per epoch (the first
@@ -245,22 +357,30 @@ class Trainer:
         t_start = time.time() - (metrics[-1]["elapsed_s"] if metrics else 0.0)
         best = max((m.get("R@1", -1) for m in metrics), default=-1)
         for epoch in range(start_epoch, self.cfg.epochs):
-            batches = sampler.batches(epoch)
+            mid_epoch = resume and epoch == start_epoch and start_step > 0
+            mined = resumed_mined if mid_epoch else self.mine(train, feats, epoch)
+            batches = sampler.batches(epoch, mined, self.cfg.mined_negatives)
             batches = (batches * (steps_per_epoch // max(len(batches), 1) + 1))[:steps_per_epoch]
             first = start_step if epoch == start_epoch else 0
             bar = tqdm(range(first, steps_per_epoch), desc=f"epoch {epoch + 1}/{self.cfg.epochs}", unit="step")
             running: dict[str, float] = {}
             for s in bar:
                 rng = np.random.default_rng((self.cfg.seed, epoch, s))
-                batch = make_batch(train, batches[s], self.mcfg, self.cfg, rng, self.with_semi)
+                if feats is not None:
+                    batch = make_feature_batch(train, feats, batches[s], self.cfg, rng, self.with_semi)
+                else:
+                    batch = make_batch(train, batches[s], self.mcfg, self.cfg, rng, self.with_semi)
                 parts = self.step(batch, lr_at(epoch * steps_per_epoch + s, total, self.cfg))
                 for k, v in parts.items():
                     running[k] = 0.9 * running.get(k, v) + 0.1 * v
                 bar.set_postfix(loss=f"{running['loss']:.3f}")
                 if self.cfg.save_every_steps and (s + 1) % self.cfg.save_every_steps == 0 and s + 1 < steps_per_epoch:
-                    save_checkpoint(ckpt_path, self.state(epoch, s + 1, metrics))
-            val_metrics = validate(self.model, val, self.cfg.val_queries, self.cfg.seed, self.device)
+                    save_checkpoint(ckpt_path, self.state(epoch, s + 1, metrics, mined))
+            val_metrics = validate(self.model, val, self.cfg.val_queries, self.cfg.seed, self.device, val_feats)
             row = {"epoch": epoch + 1, "elapsed_s": round(time.time() - t_start, 1), **running, **val_metrics}
+            if monitor is not None:
+                mon = validate(self.model, monitor, self.cfg.val_queries, self.cfg.seed, self.device, monitor_feats)
+                row.update({f"monitor_{k}": v for k, v in mon.items()})
             if isinstance(self.loss_fn, torch.nn.Module) and hasattr(self.loss_fn, "temperature"):
                 row["temperature"] = self.loss_fn.temperature
             metrics.append(row)

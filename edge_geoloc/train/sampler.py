@@ -1,8 +1,10 @@
-"""Batches built from nearby places: GPS-neighbour hard negatives (VIGOR, Sample4Geo).
+"""Batches built from nearby places and look-alikes: GPS-neighbour and mined hard negatives (VIGOR, Sample4Geo).
 
 In-batch negatives from far away are easy; neighbours share style, street layout and lighting,
 so putting them in the same batch makes the loss work on what the scoped search must tell
-apart. Two samples that share any reference tile (positive or semi-positive) never share a
+apart. Look-alikes anywhere are what a global search confuses: :func:`mine_lookalikes` finds,
+for each query, the references the current model finds most similar without being its own,
+and the queries of those references join its batch (Sample4Geo's dynamic similarity sampling). Two samples that share any reference tile (positive or semi-positive) never share a
 batch: each would be the other's false negative (VIGOR's ``check_overlap``).
 """
 
@@ -57,8 +59,11 @@ class GeoBatchSampler:
     def __len__(self) -> int:
         return len(self.tiles) // self.batch_size
 
-    def batches(self, epoch: int) -> list[np.ndarray]:
-        """Full, overlap-free batches for an epoch (deterministic in seed and epoch)."""
+    def batches(self, epoch: int, mined: np.ndarray | None = None, per_anchor: int = 0) -> list[np.ndarray]:
+        """Full, overlap-free batches for an epoch (deterministic in seed, epoch and ``mined``).
+
+        ``mined`` (N, k): each sample's look-alike queries (:func:`mine_lookalikes`); up to
+        ``per_anchor`` of them join an anchor's batch before its GPS neighbours."""
         rng = np.random.default_rng((self.seed, epoch))
         order = rng.permutation(len(self.tiles))
         used = np.zeros(len(self.tiles), dtype=bool)
@@ -76,6 +81,12 @@ class GeoBatchSampler:
                     if not used[anchor]:
                         deferred.append(anchor)
                     continue
+                if mined is not None and per_anchor > 0:
+                    added = 0
+                    for j in mined[anchor]:
+                        if len(batch) >= self.batch_size or added >= per_anchor:
+                            break
+                        added += self._try_add(int(j), batch, taken, used)
                 if self.near is None:
                     continue
                 added = 0
@@ -102,3 +113,38 @@ class GeoBatchSampler:
         taken.update(tiles)
         used[i] = True
         return True
+
+
+def mine_lookalikes(
+    query_desc: np.ndarray, ref_desc: np.ndarray, tiles: np.ndarray, k: int, seed: int, chunk: int = 1024
+) -> np.ndarray:
+    """(N, k) query indices: for each query, the queries whose positive tile is among the k references
+    most similar to it that are none of its own tiles (positive or semi-positive), most similar first.
+
+    ``tiles`` (N, T): each query's tiles, positive first (-1 pads). A mined reference with no query of
+    its own (no panorama has it as positive) is skipped; rows are padded with the query itself,
+    which the batch sampler never adds twice."""
+    tiles = np.asarray(tiles, dtype=np.int64)
+    n = len(query_desc)
+    rng = np.random.default_rng(seed)
+    by_tile: dict[int, list[int]] = {}
+    for q in rng.permutation(n):  # a random one of a tile's queries represents it
+        by_tile.setdefault(int(tiles[q, 0]), []).append(int(q))
+    owner = np.full(len(ref_desc), -1, dtype=np.int64)
+    for t, qs in by_tile.items():
+        owner[t] = qs[0]
+    out = np.repeat(np.arange(n, dtype=np.int64)[:, None], k, axis=1)
+    extra = tiles.shape[1]
+    for s in range(0, n, chunk):
+        sim = query_desc[s : s + chunk] @ ref_desc.T
+        rows = np.arange(len(sim))[:, None]
+        own = tiles[s : s + chunk]
+        sim[rows, np.where(own >= 0, own, own[:, :1])] = -np.inf
+        m = min(k + extra, sim.shape[1] - 1)
+        top = np.argpartition(-sim, m, axis=1)[:, :m]
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(sim, top, axis=1), axis=1), axis=1)
+        for r, refs in enumerate(top):
+            qs = owner[refs]
+            qs = qs[qs >= 0][:k]
+            out[s + r, : len(qs)] = qs
+    return out

@@ -106,7 +106,11 @@ def _timm_names(state: dict) -> dict:
     """Our ViT branch's weights under timm's DeiT key names, as a user's DeiT checkpoint has them."""
     out = {}
     for k, v in state.items():
-        k = k.replace("patch_embed.", "patch_embed.proj.").replace(".mlp.0.", ".mlp.fc1.").replace(".mlp.2.", ".mlp.fc2.")
+        k = (
+            k.replace("patch_embed.", "patch_embed.proj.")
+            .replace(".mlp.0.", ".mlp.fc1.")
+            .replace(".mlp.2.", ".mlp.fc2.")
+        )
         out[k] = v
     return out
 

@@ -295,10 +295,12 @@ def test_resume_after_a_partial_run(tmp_path):
     with pytest.raises(Interrupted):
         synthesize(cfg, out, workers=1, renderers=Renderers(fake_generate_world, fake_render_aerial, crashing_panorama))
     assert len(list(out.glob("*/panorama/*.jpg"))) == 5 and not metadata_path(out).exists()
+    tiles_before = len(list(out.glob("*/satellite/*.png")) + list(out.glob("*/satellite/*.jpg")))
+    assert tiles_before > 0  # cities render one at a time: the first city's tiles, then its panoramas
     # A leftover temporary file from a killed writer is harmless.
     (out / "Alpstadt" / "panorama" / ".junk.jpg.tmp").write_bytes(b"half")
     report = synthesize(cfg, out, workers=2, renderers=FAKES, progress=False)
-    assert report.rendered_panoramas == 19 and report.rendered_satellites == 0
+    assert report.rendered_panoramas == 19 and report.rendered_satellites == report.satellites - tiles_before
     done = tree_digest(out)
     done.pop("Alpstadt/panorama/.junk.jpg.tmp")
     assert done == tree_digest(tmp_path / "full")

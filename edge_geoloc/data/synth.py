@@ -571,13 +571,14 @@ def synthesize(
     resuming = _check_lock(out, identity)
     renderers = renderers or default_renderers()
 
+    # Plan every city first (each world is built, planned and dropped), so a config that cannot be
+    # planned leaves nothing behind; then render city by city with one world in memory at a time: 56
+    # worlds of 0.5-1 km held at once took 20 GB and the OOM killer hung the worker pool.
     t = time.perf_counter()
-    worlds = []
-    for region in tqdm(regions, desc="worlds", unit="city", disable=not progress, dynamic_ncols=True):
-        worlds.append(renderers.generate_world(region))
-    plans = [plan_city(world, cfg) for world in worlds]
+    plans = []
+    for region in tqdm(regions, desc="plans", unit="city", disable=not progress, dynamic_ncols=True):
+        plans.append(plan_city(renderers.generate_world(region), cfg))
     world_s = time.perf_counter() - t
-    # Claim the folder only once the plan stands, so a config that cannot be planned leaves nothing behind.
     out.mkdir(parents=True, exist_ok=True)
     if not resuming:
         (out / LOCK_NAME).write_text(yaml.safe_dump(identity, sort_keys=False))
@@ -585,14 +586,27 @@ def synthesize(
         (out / plan.name / "panorama").mkdir(parents=True, exist_ok=True)
         (out / plan.name / "satellite").mkdir(parents=True, exist_ok=True)
 
-    _JOB = _Job(cfg, out, worlds, plans, renderers)
+    sat_tasks = [(ci, _SATELLITE, i) for ci, p in enumerate(plans) for i in range(len(p.sat_names))]
+    pano_tasks = [(ci, _PANORAMA, i) for ci, p in enumerate(plans) for i in range(len(p.pano_names))]
+    satellite_s = panorama_s = 0.0
+    rendered_sat = rendered_pano = 0
+    worlds: list[World | None] = [None] * len(plans)
     try:
-        sat_tasks = [(ci, _SATELLITE, i) for ci, p in enumerate(plans) for i in range(len(p.sat_names))]
-        pano_tasks = [(ci, _PANORAMA, i) for ci, p in enumerate(plans) for i in range(len(p.pano_names))]
-        sat_todo = [task for task in sat_tasks if not _task_path(_JOB, task).exists()]
-        pano_todo = _schedule(_JOB, [task for task in pano_tasks if not _task_path(_JOB, task).exists()])
-        satellite_s = _run_tasks(sat_todo, workers, "satellite tiles", progress)
-        panorama_s = _run_tasks(pano_todo, workers, "panoramas", progress)
+        for ci, region in enumerate(regions):
+            _JOB = _Job(cfg, out, worlds, plans, renderers)  # type: ignore[arg-type]
+            sat_todo = [task for task in sat_tasks if task[0] == ci and not _task_path(_JOB, task).exists()]
+            pano_todo = [task for task in pano_tasks if task[0] == ci and not _task_path(_JOB, task).exists()]
+            if not sat_todo and not pano_todo:
+                continue
+            t = time.perf_counter()
+            worlds[ci] = renderers.generate_world(region)
+            world_s += time.perf_counter() - t
+            pano_todo = _schedule(_JOB, pano_todo)
+            satellite_s += _run_tasks(sat_todo, workers, f"{region.name} tiles", progress)
+            panorama_s += _run_tasks(pano_todo, workers, f"{region.name} panoramas", progress)
+            rendered_sat += len(sat_todo)
+            rendered_pano += len(pano_todo)
+            worlds[ci] = None
     finally:
         _JOB = None
 
@@ -639,8 +653,8 @@ def synthesize(
         cities=names,
         panoramas=len(pano_tasks),
         satellites=len(sat_tasks),
-        rendered_panoramas=len(pano_todo),
-        rendered_satellites=len(sat_todo),
+        rendered_panoramas=rendered_pano,
+        rendered_satellites=rendered_sat,
         world_s=world_s,
         satellite_s=satellite_s,
         panorama_s=panorama_s,

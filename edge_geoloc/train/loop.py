@@ -34,6 +34,7 @@ from edge_geoloc.model.vit import CrossViewModel
 from edge_geoloc.train.augment import circular_shift, colour_jitter, mirror, rotate90
 from edge_geoloc.train.checkpoint import load_checkpoint, load_model, model_state, save_checkpoint
 from edge_geoloc.train.config import TrainConfig
+from edge_geoloc.train.curves import plot_curves
 from edge_geoloc.train.infer import crop_fov, encode_aerial, encode_street, input_specs, to_tensor
 from edge_geoloc.train.offset_fit import fit_offset_head
 from edge_geoloc.train.pairs import PairSet, load_pairs
@@ -413,3 +414,4 @@ def write_metrics(out: Path, metrics: list[dict]) -> None:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(metrics)
+    plot_curves(metrics, out / "curves.png")

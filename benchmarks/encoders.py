@@ -101,9 +101,9 @@ def prepare(case: Case, keep_ratio: float | None, work: Path, demo: Path | None)
     """An export folder for the case and the torch module that was exported (the eager baseline)."""
     import torch
 
-    from edge_geoloc.export.graphs import encoder_graph
     from edge_geoloc.export.onnx_export import export_model
     from edge_geoloc.model.config import load_model_config
+    from edge_geoloc.model.graphs import encoder_graph
     from edge_geoloc.model.vit import CrossViewModel
     from edge_geoloc.runtime.card import load_card
     from edge_geoloc.train.checkpoint import load_model, model_state, save_checkpoint

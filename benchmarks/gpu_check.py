@@ -97,7 +97,7 @@ def backends(model_dir: Path, branch: str, have_trt: bool) -> dict[str, object]:
     import torch
 
     if torch.cuda.is_available():
-        from edge_geoloc.export.graphs import encoder_graph
+        from edge_geoloc.model.graphs import encoder_graph
         from edge_geoloc.runtime.card import load_card
         from edge_geoloc.train.checkpoint import load_model
 
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="edge-geoloc-gpu-") as tmp:
         for model_dir in exports(Path(tmp), args.quick, args.model):
             if have_trt:
-                from edge_geoloc.export.tensorrt_build import compile_model
+                from edge_geoloc.runtime.tensorrt_build import compile_model
 
                 t = time.perf_counter()
                 built = compile_model(model_dir, fp16=True)

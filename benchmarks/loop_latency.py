@@ -30,9 +30,10 @@ VARIANTS = (("heading every frame", 1), ("heading every 5th frame", 5), ("no hea
 
 def run_interleaved(sc, frames, encoder, index, offset, budget_ms: float, repeats: int) -> list[dict]:
     """Every variant steps through the same frames in turn (frame by frame), so load changes hit all alike."""
-    from edge_geoloc.localize.pipeline import Localizer, LoopConfig
-    from edge_geoloc.localize.prior import Odometry, SimulatedGps
-    from edge_geoloc.localize.run import _events
+    from edge_geoloc.localize.loop import Localizer, LoopConfig
+    from edge_geoloc.localize.odometry import Odometry
+    from edge_geoloc.localize.run import ODOMETRY, events
+    from edge_geoloc.sim.gnss import SimulatedGps
 
     stages: list[dict[str, list[float]]] = [{} for _ in VARIANTS]
     totals: list[list[float]] = [[] for _ in VARIANTS]
@@ -55,8 +56,8 @@ def run_interleaved(sc, frames, encoder, index, offset, budget_ms: float, repeat
         ]
         for frame in frames:
             for v, (loc, gps, odo) in enumerate(runs):
-                for _, kind, event in _events(gps, odo, frame.t):
-                    (loc.feed_odometry if kind == 0 else loc.feed_gps)(event)
+                for _, kind, event in events(frame.t, gps, odo):
+                    (loc.feed_odometry if kind == ODOMETRY else loc.feed_gps)(event)
                 fix = loc.process(frame)
                 for k, ms in fix.stages_ms.items():
                     stages[v].setdefault(k, []).append(ms)
@@ -116,9 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-ms", type=float, default=100.0)
     args = parser.parse_args(argv)
 
-    from edge_geoloc.demo import DEMO_MODEL, MAP_CACHE, cached_map, find_export
     from edge_geoloc.localize.run import open_models
-    from edge_geoloc.localize.scenario import load_world, make_scenario, render_frames
+    from edge_geoloc.sim.demo import DEMO_MODEL, MAP_CACHE, cached_map, find_export
+    from edge_geoloc.sim.scenario import load_world, make_scenario, render_frames
 
     t0 = time.perf_counter()
     try:

@@ -46,9 +46,9 @@ def error_over_time(t: np.ndarray, err: np.ndarray, outage: tuple[float, float])
 
 
 def run_drive(town: str, seed: int, duration: float, outage: tuple[float, float], rate: float, model: Path) -> dict:
-    from edge_geoloc.demo import MAP_CACHE, cached_map
     from edge_geoloc.localize.run import open_models
-    from edge_geoloc.localize.scenario import (
+    from edge_geoloc.sim.demo import MAP_CACHE, cached_map
+    from edge_geoloc.sim.scenario import (
         evaluate,
         load_world,
         make_scenario,
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="drives per town (default 1 to 6)")
     args = parser.parse_args(argv)
 
-    from edge_geoloc.demo import DEMO_MODEL, find_export
+    from edge_geoloc.sim.demo import DEMO_MODEL, find_export
 
     t0 = time.perf_counter()
     try:

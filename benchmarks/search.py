@@ -44,8 +44,8 @@ import numpy as np
 
 from edge_geoloc.config import dump_config
 from edge_geoloc.geo import MapCRS, Tiling
+from edge_geoloc.mapbuild.build import build_from_descriptors, build_map
 from edge_geoloc.maps import MapIndex
-from edge_geoloc.maps.build import build_from_descriptors, build_map
 from edge_geoloc.maps.bundle import Bundle, EncoderInfo, RegionInfo
 
 ROOT = Path(__file__).resolve().parents[1]

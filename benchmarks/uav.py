@@ -5,7 +5,7 @@ model). In each, drone frames are rendered at random places and headings (each w
 day) for every altitude (50, 100, 150, 300 m above ground) and camera pitch from nadir (0, 20, 40
 degrees), through the demo drone lens, with the autopilot's attitude off by a little (roll/pitch
 0.3 deg, height 0.7 m). Each frame goes once through the UAV loop's vision stage
-(:class:`~edge_geoloc.localize.uav.UavLocalizer`: rectification, patches, scoped search, heading
+(:class:`~edge_geoloc.localize.vision.uav.UavVision`: rectification, patches, scoped search, heading
 search) with a fresh filter holding a prior 100 m off on each axis at most (VIGOR's +-100 m
 protocol; scope 3 sigma + a tile), once with the yaw known (the autopilot's, 1 deg noise) and once
 unknown (the 24-heading sweep). Reported per cell:
@@ -59,8 +59,8 @@ class Shot:
 
 def plan_shots(world: Any, area: Any, n: int, height: float, tilt: float, seed: int, lens: Any) -> list[Shot]:
     """Drones placed so that what they look at is well inside the map's tiled ``area`` (100 m from its edges)."""
-    from edge_geoloc.localize.rectify import GroundView, look_point
-    from edge_geoloc.localize.uav_camera import Mount, UavCamera
+    from edge_geoloc.cameras.rectify import GroundView, look_point
+    from edge_geoloc.cameras.uav import Mount, UavCamera
 
     rng = np.random.default_rng(seed)
     shots: list[Shot] = []
@@ -83,7 +83,7 @@ _LENS: Any = None
 
 
 def _render(shot: Shot) -> np.ndarray:
-    from edge_geoloc.localize.uav_camera import Mount, UavCamera
+    from edge_geoloc.cameras.uav import Mount, UavCamera
     from edge_geoloc.world.appearance import Appearance
     from edge_geoloc.world.camera import render_camera
 
@@ -134,11 +134,11 @@ def evaluate_frames(
     encoder: Any, index: Any, lens: Any, shots: list[Shot], images: list[np.ndarray], yaw_known: bool, seed: int
 ) -> list[dict]:
     """One pass of the UAV vision stage per frame, with a fresh filter at a prior up to 100 m off."""
+    from edge_geoloc.cameras.uav import AttitudeConfig, Mount, UavCamera
+    from edge_geoloc.localize.attitude import AttitudeLog
     from edge_geoloc.localize.filter import FilterConfig, ParticleFilter
-    from edge_geoloc.localize.pipeline import LoopConfig
+    from edge_geoloc.localize.loop import Localizer, LoopConfig
     from edge_geoloc.localize.sources import Frame
-    from edge_geoloc.localize.uav import AttitudeLog, UavLocalizer
-    from edge_geoloc.localize.uav_camera import AttitudeConfig, Mount, UavCamera
 
     rng = np.random.default_rng(seed)
     rows = []
@@ -150,18 +150,20 @@ def evaluate_frames(
                 mount=Mount(tilt_deg=s.tilt),
                 attitude=AttitudeConfig(yaw="trusted" if yaw_known else "untrusted"),
             )
-            locs[s.tilt] = UavLocalizer(encoder, index, cam, None, LoopConfig(budget_ms=None))
+            locs[s.tilt] = Localizer(encoder, index, cam, LoopConfig(budget_ms=None))
         loc = locs[s.tilt]
         conv = loc.convergence
         t = 10.0 * (i + 1)
         yaw_true = (s.yaw_grid + conv) % 360.0
-        loc.attitude = AttitudeLog(
+        attitude = AttitudeLog(
             np.array([t]),
             np.array([s.roll + rng.normal(0, 0.3)]),
             np.array([s.pitch + rng.normal(0, 0.3)]),
             np.array([(yaw_true + rng.normal(0, 1.0)) % 360.0]),
             np.array([s.height + rng.normal(0, 0.7)]),
         )
+        for sample in attitude.poll(t):  # the autopilot's attitude arrives as an event before the frame
+            loc.feed_attitude(sample)
         loc.filter = ParticleFilter(FilterConfig(seed=i))
         prior = np.array([s.east, s.north]) + rng.uniform(-100, 100, 2)
         loc.filter.init_gaussian(t, float(prior[0]), float(prior[1]), 50.0, None, None, 10.0)
@@ -228,12 +230,12 @@ def main() -> int:
     ap.add_argument("--map-cache", type=Path, default=None, help="map bundles (default maps/build; built when missing)")
     args = ap.parse_args()
 
-    from edge_geoloc.demo import DEMO_MODEL, MAP_CACHE, cached_map
-    from edge_geoloc.localize.scenario import load_world
-    from edge_geoloc.localize.uav_demo import find_uav_export
-    from edge_geoloc.localize.uav_scenario import DEMO_UAV_CAMERA
     from edge_geoloc.maps import MapIndex
     from edge_geoloc.runtime import load_card, open_encoder
+    from edge_geoloc.sim.demo import DEMO_MODEL, MAP_CACHE, cached_map
+    from edge_geoloc.sim.flight import DEMO_UAV_CAMERA
+    from edge_geoloc.sim.scenario import load_world
+    from edge_geoloc.sim.uav_demo import find_uav_export
 
     t_all = time.perf_counter()
     model = find_uav_export(args.model or DEMO_MODEL)

@@ -40,7 +40,7 @@ KEYS = (
 
 
 def fly(altitude: float, seed: int, duration: float, outage: tuple[float, float], model: str | None) -> dict:
-    from edge_geoloc.localize.uav_demo import run_uav_demo
+    from edge_geoloc.sim.uav_demo import run_uav_demo
 
     with tempfile.TemporaryDirectory() as out:
         r = run_uav_demo(

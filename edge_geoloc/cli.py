@@ -2,7 +2,7 @@
 
 Each step's module exposes ``register(subparsers)``, which adds its parser and sets ``func`` to
 the function that runs it. Registration modules import nothing heavy (no torch) at module level,
-so device-side commands start fast and work without the ``train`` extra.
+so device-side commands start fast and work without the ``workstation`` extra.
 """
 
 from __future__ import annotations
@@ -14,16 +14,27 @@ import sys
 
 from edge_geoloc import __version__
 
-# Modules that register subcommands, in the order they appear in --help.
-COMMAND_MODULES: list[str] = [
-    "edge_geoloc.world.cli",
-    "edge_geoloc.data.cli",
-    "edge_geoloc.train.cli",
-    "edge_geoloc.train.drone_cli",
-    "edge_geoloc.export.cli",
-    "edge_geoloc.maps.cli",
-    "edge_geoloc.localize.cli",
+WORKSTATION_PACKAGES = {"torch", "matplotlib", "onnx", "tqdm"}  # what the device install leaves out
+
+# Every command, in one place: the modules that register them, in --help order. The device wing's come
+# first (a Jetson install runs these without torch); the workstation's may add to them (the ``map``
+# group's build commands, the ``synthetic:`` source of ``run``), never the reverse.
+DEVICE_COMMANDS: list[str] = [
+    "edge_geoloc.localize.cli",  # run
+    "edge_geoloc.localize.doctor",  # doctor
+    "edge_geoloc.maps.cli",  # map info | extract
+    "edge_geoloc.runtime.cli",  # compile
 ]
+WORKSTATION_COMMANDS: list[str] = [
+    "edge_geoloc.world.cli",  # world preview
+    "edge_geoloc.data.cli",  # dataset ...
+    "edge_geoloc.train.cli",  # train, eval
+    "edge_geoloc.train.drone_cli",  # train-drone
+    "edge_geoloc.export.cli",  # export, flops
+    "edge_geoloc.mapbuild.cli",  # map build | evaluate | shard | assemble
+    "edge_geoloc.sim.cli",  # demo, run --source synthetic:
+]
+COMMAND_MODULES: list[str] = DEVICE_COMMANDS + WORKSTATION_COMMANDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as err:
+        if err.name not in WORKSTATION_PACKAGES:
+            raise
+        # A device install (no torch, no matplotlib) running a workstation command: say what to install.
+        print(
+            f"edge-geoloc {args.command}: needs {err.name}, a workstation dependency:"
+            " pip install 'edge-geoloc[workstation]'",
+            file=sys.stderr,
+        )
+        return 1
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         # Errors that users cause (bad config, missing file, mismatched model) get one clear line.
         if args.verbose:

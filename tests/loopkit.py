@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from worldkit import box_world
 
+from edge_geoloc.cameras.street import CameraModel
 from edge_geoloc.geo import Tiling
-from edge_geoloc.localize.camera import CameraModel
 from edge_geoloc.localize.sources import Frame
-from edge_geoloc.maps.build import build_from_descriptors
+from edge_geoloc.mapbuild.build import build_from_descriptors
 from edge_geoloc.maps.bundle import EncoderInfo, RegionInfo
 from edge_geoloc.runtime import load_card, open_encoder
 from edge_geoloc.world.street import render_panorama

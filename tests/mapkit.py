@@ -11,9 +11,9 @@ import numpy as np
 from pyproj import Transformer
 
 from edge_geoloc.geo import MapCRS, Tiling
-from edge_geoloc.maps.build import build_from_descriptors
+from edge_geoloc.mapbuild.build import build_from_descriptors
+from edge_geoloc.mapbuild.imagery import WEB_MERCATOR_HALF
 from edge_geoloc.maps.bundle import EncoderInfo, RegionInfo
-from edge_geoloc.maps.sources import WEB_MERCATOR_HALF
 
 CRS = "EPSG:32633"
 CENTER = (47.0, 16.3)  # 1.3 degrees east of UTM 33's central meridian: about 0.95 degrees of convergence

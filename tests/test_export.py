@@ -12,9 +12,9 @@ from exportkit import make_checkpoint, one_torch_thread, small_config, small_exp
 from edge_geoloc.export import parity as parity_mod  # noqa: E402
 from edge_geoloc.export.onnx_export import ExportError, export_model  # noqa: E402
 from edge_geoloc.export.recipe import load_recipe  # noqa: E402
+from edge_geoloc.export.torch_backend import TorchEncoder  # noqa: E402
 from edge_geoloc.runtime.card import load_card, verify  # noqa: E402
 from edge_geoloc.runtime.encoder import OrtEncoder  # noqa: E402
-from edge_geoloc.runtime.torch_backend import TorchEncoder  # noqa: E402
 
 
 def test_pruned_export_has_parity_and_keeps_the_same_patches():

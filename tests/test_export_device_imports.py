@@ -14,7 +14,7 @@ TORCH_FREE = [
     "edge_geoloc.runtime.offset",
     "edge_geoloc.export.flops",
     "edge_geoloc.export.recipe",
-    "edge_geoloc.export.tensorrt_build",
+    "edge_geoloc.runtime.tensorrt_build",
     "edge_geoloc.export.cli",
 ]
 

@@ -72,7 +72,7 @@ def test_analytic_count_equals_flop_counter_and_module_hooks(keep, stem):
     from exportkit import small_config
 
     from edge_geoloc.export.flops import counted_flops, module_macs
-    from edge_geoloc.export.graphs import encoder_graph
+    from edge_geoloc.model.graphs import encoder_graph
     from edge_geoloc.model.vit import CrossViewModel
 
     cfg = small_config(keep_ratio=keep, stem=stem)

@@ -1,14 +1,9 @@
 import numpy as np
 import pytest
 
+from edge_geoloc.cameras.street import roll_to_heading
 from edge_geoloc.geo import angle_diff_deg
-from edge_geoloc.localize.heading import (
-    aerial_polar_profile,
-    align_profiles,
-    roll_to_heading,
-    rotation_search,
-    street_azimuth_profile,
-)
+from edge_geoloc.localize.heading import aerial_polar_profile, align_profiles, rotation_search, street_azimuth_profile
 
 
 def smooth_panorama(seed: int = 0, w: int = 128) -> np.ndarray:

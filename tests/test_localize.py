@@ -12,30 +12,19 @@ import numpy as np
 import pytest
 from roadkit import grid_network
 
+from edge_geoloc.cameras.rectify import rotate_offsets
+from edge_geoloc.cameras.street import CameraModel, NorthAligner
 from edge_geoloc.geo import MapCRS, angle_diff_deg
 from edge_geoloc.geo.nmea import GGA, HDT, RMC, parse
-from edge_geoloc.localize.camera import CameraModel, NorthAligner
+from edge_geoloc.localize.calibrate import HeadingCheck, VisionCheck, candidates, heading_from_rolls, softmax_weights
 from edge_geoloc.localize.filter import FilterConfig, ParticleFilter
+from edge_geoloc.localize.gnss import NmeaFilePrior, NmeaStreamPrior, open_prior, sigma_from_hdop
+from edge_geoloc.localize.loop import Fix
+from edge_geoloc.localize.odometry import Odometry
 from edge_geoloc.localize.outputs import FixWriter, NmeaOutput, fix_sentences
-from edge_geoloc.localize.pipeline import Fix
-from edge_geoloc.localize.prior import (
-    NmeaFilePrior,
-    NmeaStreamPrior,
-    Odometry,
-    SimulatedGps,
-    open_prior,
-    sigma_from_hdop,
-)
-from edge_geoloc.localize.refine import (
-    HeadingCheck,
-    VisionCheck,
-    candidates,
-    heading_from_rolls,
-    rotate_offsets,
-    softmax_weights,
-)
 from edge_geoloc.localize.sources import Capture, Frame, FrameSource, ImageFolderSource, SourceLost, VideoSource
 from edge_geoloc.runtime.preprocess import InputSpec
+from edge_geoloc.sim.gnss import SimulatedGps
 from edge_geoloc.world.sensors import GpsModel, OdometryModel, dead_reckon
 from edge_geoloc.world.trajectory import drive
 

@@ -22,12 +22,13 @@ pytest.importorskip("torch")  # making the small export needs torch; the loop it
 from exportkit import one_torch_thread, small_export  # noqa: F401 (autouse fixture)
 from loopkit import CAMERA, frames_along_row, panorama, street_map, tiling, world
 
-from edge_geoloc.localize.pipeline import Localizer, LoopConfig
-from edge_geoloc.localize.prior import GpsFix, Odometry, Prior
+from edge_geoloc.localize.gnss import GpsFix, Prior
+from edge_geoloc.localize.loop import Localizer, LoopConfig
+from edge_geoloc.localize.odometry import Odometry
 from edge_geoloc.localize.run import format_summary, open_models, run_loop
 from edge_geoloc.localize.sources import Capture, ListSource, VideoSource
+from edge_geoloc.mapbuild.build import build_from_descriptors
 from edge_geoloc.maps import BundleError, MapIndex
-from edge_geoloc.maps.build import build_from_descriptors
 from edge_geoloc.maps.bundle import EncoderInfo, RegionInfo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,7 +108,7 @@ def test_budget_drops_work_and_counts_misses(opened):
     loc = localizer(opened, budget_ms=1e4)
 
     def slow(*_):  # the cost model believes each encode takes 9 s: one view fits in 10 s, three do not
-        loc._enc_per_image = 9000.0
+        loc.costs.per_image = 9000.0
 
     slow()
     odo = Odometry(np.arange(0, 5.01, 0.1), np.full(51, 32.0), np.zeros(51))  # keeps the heading known: no sweeps
@@ -261,7 +262,7 @@ def test_sigint_flushes_the_fixes_and_prints_the_summary(model, tmp_path):
 
 def test_demo_writes_the_report_and_plots(model, tmp_path):
     """The demo end to end on a small town and the small export (the real one runs `make demo`)."""
-    from edge_geoloc.demo import cached_map, run_demo
+    from edge_geoloc.sim.demo import cached_map, run_demo
 
     export, _ = model
     region = tmp_path / "town.yaml"
@@ -294,7 +295,7 @@ def test_concurrent_demo_map_builds_share_one_bundle(model, tmp_path):
     """Two processes asking for the same cached map: one builds, the other waits and reuses it."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from edge_geoloc.demo import cached_map
+    from edge_geoloc.sim.demo import cached_map
 
     export, _ = model
     region = tmp_path / "town.yaml"

@@ -25,8 +25,7 @@ from mapkit import (
 from edge_geoloc.cli import main
 from edge_geoloc.config import ConfigError
 from edge_geoloc.geo import MapCRS
-from edge_geoloc.maps import BundleError, MapIndex, ShardGrid, hilbert_key
-from edge_geoloc.maps.build import (
+from edge_geoloc.mapbuild.build import (
     assemble,
     build_from_descriptors,
     build_map,
@@ -37,9 +36,10 @@ from edge_geoloc.maps.build import (
     run_build,
     work_dir_for,
 )
+from edge_geoloc.mapbuild.extract import extract_corridor
+from edge_geoloc.mapbuild.imagery import SourceError, open_imagery
+from edge_geoloc.maps import BundleError, MapIndex, ShardGrid, hilbert_key
 from edge_geoloc.maps.bundle import DESCRIPTORS, MANIFEST, Bundle, EncoderInfo, RegionInfo, shard_file
-from edge_geoloc.maps.extract import extract_corridor
-from edge_geoloc.maps.sources import SourceError, open_source
 from edge_geoloc.world.region import Region
 
 
@@ -327,7 +327,7 @@ def test_geotiff_world_file_and_xyz_sources_put_pixels_where_they_belong(tmp_pat
     crs = MapCRS(CRS)
     size, gsd = 32, 2.0
     for kind, region_file in regions.items():
-        source = open_source(Region.load(region_file), region_file)
+        source = open_imagery(Region.load(region_file), region_file)
         tiling = source.tiling(64.0)
         assert tiling.n_rows >= 3 and tiling.n_cols >= 3, kind
         ids = np.array([0, len(tiling) // 2, len(tiling) - 1])
@@ -344,7 +344,7 @@ def test_geotiff_world_file_and_xyz_sources_put_pixels_where_they_belong(tmp_pat
             shifted = np.abs(tiles[t].astype(float) - pattern(pe + gsd, pn).astype(float)).mean()
             assert err < 3.0 and shifted > 2 * err + 3, (kind, t, err, shifted)
     # Tiles reaching past the imagery are refused by name.
-    source = open_source(Region.load(regions["geotiff"]), regions["geotiff"])
+    source = open_imagery(Region.load(regions["geotiff"]), regions["geotiff"])
     e, n = crs.to_en(*CENTER)
     with pytest.raises(SourceError, match="reaches outside the imagery"):
         source.render(np.array([e + 170.0]), np.array([n]), size, gsd)
@@ -360,7 +360,7 @@ def test_region_imagery_section_is_validated(tmp_path):
         Region.load(write_region(tmp_path / "c.yaml", "kind: synthetic", 400))
     with pytest.raises(SourceError, match="no such imagery file"):
         region_file = write_region(tmp_path / "d.yaml", "kind: geotiff\npath: none.tif", 400)
-        open_source(Region.load(region_file), region_file)
+        open_imagery(Region.load(region_file), region_file)
 
 
 def files_of(path: Path) -> dict[str, bytes]:
@@ -400,7 +400,7 @@ def test_interrupted_build_resumes_to_identical_bytes(small_model, tmp_path):
     encoded = sum(max(d for s2, d in redone if s2 == s) - before.get(s, 0) for s in {s for s, _ in redone})
     assert len(calls) == 4 and encoded + sum(before.values()) == total
     # Killed in the middle of a batch (while rendering): that batch is lost and redone, nothing else.
-    from edge_geoloc.maps.sources import RasterSource
+    from edge_geoloc.mapbuild.imagery import RasterSource
 
     render, renders = RasterSource.render, []
 
@@ -511,7 +511,7 @@ def test_plan_refuses_to_resume_with_other_settings(small_model, tmp_path):
 def test_a_dataset_city_localized_through_its_map(small_model, tmp_path):
     from edge_geoloc.data.synth import SynthConfig, synthesize
     from edge_geoloc.data.vigor import VigorDataset
-    from edge_geoloc.maps.evaluate import evaluate_map
+    from edge_geoloc.mapbuild.evaluate import evaluate_map
 
     region = tmp_path / "Mini.yaml"
     region.write_text("name: Mini\ncenter_lat: 60.0\ncenter_lon: 18.0\nsize_m: 200\nstyle: downtown\nseed: 2\n")

@@ -12,12 +12,12 @@ pytest.importorskip("torch")  # the fixture export needs torch; the encoders und
 from exportkit import copy_export, one_torch_thread, panoramas, small_export  # noqa: F401 (autouse fixture)
 from fake_tensorrt import FakeCuda, FakeTensorRT
 
-from edge_geoloc.export.tensorrt_build import compile_model
+from edge_geoloc.export.torch_backend import TorchEncoder
 from edge_geoloc.runtime import InputError, OffsetRegressor, open_encoder, preprocess
 from edge_geoloc.runtime.encoder import BackendProbe, OrtEncoder
 from edge_geoloc.runtime.engine import EngineError
 from edge_geoloc.runtime.tensorrt import TensorRTEncoder
-from edge_geoloc.runtime.torch_backend import TorchEncoder
+from edge_geoloc.runtime.tensorrt_build import compile_model
 
 
 def no_tensorrt():

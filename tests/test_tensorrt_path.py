@@ -17,12 +17,12 @@ pytest.importorskip("torch")  # the fixture export needs torch
 from exportkit import copy_export, one_torch_thread, panoramas, small_export  # noqa: F401 (autouse fixture)
 from fake_tensorrt import FakeCuda, FakeTensorRT
 
-from edge_geoloc.export.tensorrt_build import compile_model
 from edge_geoloc.runtime.card import CARD_FILE, load_card
 from edge_geoloc.runtime.cuda import CudaPythonAdapter, CudaUnavailable, PyCudaAdapter, select_adapter
 from edge_geoloc.runtime.encoder import OrtEncoder
 from edge_geoloc.runtime.engine import EngineError, GpuInfo, engine_paths, read_sidecar
 from edge_geoloc.runtime.tensorrt import TensorRTEncoder, buffer_plan, profile_shapes
+from edge_geoloc.runtime.tensorrt_build import compile_model
 
 
 @pytest.fixture

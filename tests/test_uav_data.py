@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from worldkit import box_world
 
+from edge_geoloc.cameras.rectify import GroundView, look_point
+from edge_geoloc.cameras.uav import Lens, Mount, UavCamera
 from edge_geoloc.config import dump_config
 from edge_geoloc.data.uav_synth import UavSynthConfig, render_region, write_poses
 from edge_geoloc.data.university1652 import POSES_FILE, University1652
-from edge_geoloc.localize.rectify import GroundView, look_point
-from edge_geoloc.localize.uav_camera import Lens, Mount, UavCamera
 from edge_geoloc.world.aerial import render_aerial
 from edge_geoloc.world.appearance import Appearance
 from edge_geoloc.world.camera import render_camera

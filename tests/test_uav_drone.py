@@ -16,11 +16,11 @@ pytest.importorskip("torch")
 from exportkit import copy_export, one_torch_thread, small_export  # noqa: F401 (autouse fixture)
 from uavkit import drone_export, tiling, world
 
+from edge_geoloc.cameras.uav import Lens, UavCamera
 from edge_geoloc.config import dump_config
 from edge_geoloc.data.uav_synth import UavSynthConfig, render_region, write_poses
 from edge_geoloc.data.university1652 import POSES_FILE
-from edge_geoloc.localize.uav_camera import Lens, UavCamera
-from edge_geoloc.maps.build import build_from_descriptors
+from edge_geoloc.mapbuild.build import build_from_descriptors
 from edge_geoloc.maps.bundle import EncoderInfo, RegionInfo
 from edge_geoloc.runtime import load_card, open_encoder
 from edge_geoloc.runtime.card import CardError, verify

@@ -20,13 +20,14 @@ pytest.importorskip("torch")  # making the small export needs torch; the loop it
 from exportkit import one_torch_thread  # noqa: F401 (autouse fixture)
 from uavkit import CAMERA, HEIGHT, drone_export, drone_map, frame, tiling
 
+from edge_geoloc.cameras.uav import AttitudeConfig, Mount
 from edge_geoloc.config import dump_config
-from edge_geoloc.localize.pipeline import LoopConfig
-from edge_geoloc.localize.prior import Odometry
-from edge_geoloc.localize.run import run_loop
+from edge_geoloc.localize.attitude import AttitudeLog
+from edge_geoloc.localize.loop import Localizer, LoopConfig
+from edge_geoloc.localize.odometry import Odometry
+from edge_geoloc.localize.run import open_models, run_loop
 from edge_geoloc.localize.sources import Capture, Frame, ListSource
-from edge_geoloc.localize.uav import AttitudeLog, UavConfig, UavLocalizer, open_uav_models
-from edge_geoloc.localize.uav_camera import AttitudeConfig, Mount
+from edge_geoloc.localize.vision.uav import UavConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK_TORCH = "import sys; sys.modules['torch'] = None; from edge_geoloc.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -40,7 +41,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def opened(model):
-    return open_uav_models(*model, threads=1)
+    return open_models(*model, threads=1, branch="drone")[:2]
 
 
 def row_frames(yaw: float, row: int = 2) -> list[Frame]:
@@ -62,10 +63,10 @@ def attitude(n: int, yaw: float | None, height: float = HEIGHT, t0: float = 0.0,
 
 def run(opened, frames, att, camera=CAMERA, odometry=True, **uav):
     encoder, index = opened
-    loc = UavLocalizer(encoder, index, camera, att, LoopConfig(budget_ms=None, temperature=1e-4), uav=UavConfig(**uav))
+    loc = Localizer(encoder, index, camera, LoopConfig(budget_ms=None, temperature=1e-4), stage_config=UavConfig(**uav))
     odo = Odometry(np.arange(0, 6.01, 0.1), np.full(61, 32.0), np.zeros(61)) if odometry else None  # 32 m/s east
     fixes = []
-    summary = run_loop(loc, Capture(ListSource(frames)), None, odo, on_fix=lambda f, x: fixes.append(x))
+    summary = run_loop(loc, Capture(ListSource(frames)), None, odo, on_fix=lambda f, x: fixes.append(x), attitude=att)
     return fixes, summary, loc
 
 
@@ -160,7 +161,7 @@ def test_attitude_csv_errors_name_the_line(tmp_path):
 
 def test_uav_demo_writes_the_report_and_plots(model, tmp_path):
     """`edge-geoloc demo --vehicle uav` end to end on a small town with the small export's drone branch."""
-    from edge_geoloc.localize.uav_demo import run_uav_demo
+    from edge_geoloc.sim.uav_demo import run_uav_demo
 
     export, _ = model
     region = tmp_path / "town.yaml"

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from worldkit import REGION, box_world
 
+from edge_geoloc.cameras.rectify import GroundView, Rectifier, look_point, offsets_en, patch_axes
+from edge_geoloc.cameras.uav import Lens, Mount, UavCamera, is_uav_camera, world_from_body
 from edge_geoloc.config import ConfigError
-from edge_geoloc.localize.rectify import GroundView, Rectifier, look_point, offsets_en, patch_axes
-from edge_geoloc.localize.uav_camera import Lens, Mount, UavCamera, is_uav_camera, world_from_body
 from edge_geoloc.world.appearance import Appearance
 from edge_geoloc.world.camera import render_camera, uav_pose
 

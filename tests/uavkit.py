@@ -18,10 +18,10 @@ from exportkit import copy_export, small_export, torch_threads
 from loopkit import BOXES, FACADES, ROOFS
 from worldkit import box_world
 
+from edge_geoloc.cameras.rectify import GroundView, Rectifier
+from edge_geoloc.cameras.uav import Lens, UavCamera
 from edge_geoloc.geo import Tiling
-from edge_geoloc.localize.rectify import GroundView, Rectifier
-from edge_geoloc.localize.uav_camera import Lens, UavCamera
-from edge_geoloc.maps.build import build_from_descriptors
+from edge_geoloc.mapbuild.build import build_from_descriptors
 from edge_geoloc.maps.bundle import EncoderInfo, RegionInfo
 from edge_geoloc.runtime import load_card, open_encoder
 from edge_geoloc.world.appearance import Appearance

@@ -1,10 +1,10 @@
 """Synthetic drone datasets in the University-1652 layout: one map tile is one "building".
 
 For each region, ``frames`` drone frames are rendered through the drone lens (with its distortion,
-:class:`~edge_geoloc.localize.uav_camera.Lens`) from poses drawn at random: a target tile, a height
+:class:`~edge_geoloc.cameras.uav.Lens`) from poses drawn at random: a target tile, a height
 above ground in ``altitude_m``, a gimbal tilt from nadir in ``tilt_deg``, any heading, the airframe's
 roll and pitch jittered; the drone is placed so that its camera looks at the tile (the look point,
-:func:`~edge_geoloc.localize.rectify.look_point`, within ``look_jitter_m`` of the tile centre), and
+:func:`~edge_geoloc.cameras.rectify.look_point`, within ``look_jitter_m`` of the tile centre), and
 the frame gets its own appearance (``Appearance.sample(rng, 'uav')``: a time of day from the sun
 bank, season, exposure, blur, noise), unlike the region's single map capture. The frame is written
 as ``<split>/drone/<region>_<tile>/image-NN.jpeg``, the tile as the map renders it (true-north up,
@@ -31,12 +31,12 @@ import numpy as np
 from tqdm import tqdm
 
 from edge_geoloc import __version__
+from edge_geoloc.cameras.rectify import GroundView, look_point
+from edge_geoloc.cameras.uav import Lens, Mount, UavCamera
 from edge_geoloc.config import check, dump_config
 from edge_geoloc.data.sample import write_rgb
 from edge_geoloc.data.synth import image_rng, world_tiling
 from edge_geoloc.data.university1652 import FOLDERS, POSE_COLUMNS, POSES_FILE
-from edge_geoloc.localize.rectify import GroundView, look_point
-from edge_geoloc.localize.uav_camera import Lens, Mount, UavCamera
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ _POSE, _SATELLITE = 10, 11  # seed purposes (distinct from the street dataset's)
 
 def default_lens() -> Lens:
     """The demo drone's lens (edge_geoloc/configs/camera/uav-demo.yaml): 384 x 288, 80 degrees, mild barrel."""
-    from edge_geoloc.localize.uav_scenario import DEMO_UAV_CAMERA
+    from edge_geoloc.sim.flight import DEMO_UAV_CAMERA
 
     return DEMO_UAV_CAMERA.lens
 

@@ -25,8 +25,8 @@ from typing import Literal
 
 import numpy as np
 
+from edge_geoloc.cameras.rectify import rotate_offsets
 from edge_geoloc.data.sample import DatasetError, Sample, check_index, read_rgb
-from edge_geoloc.localize.refine import rotate_offsets
 
 IMAGE_EXT = (".jpg", ".jpeg", ".png")
 FOLDERS = {"train": ("drone", "satellite"), "test": ("query_drone", "gallery_satellite")}
@@ -142,7 +142,7 @@ class University1652:
                 self.poses[k] = self.poses[k].astype(np.float64)
             cam_file = self.root / "camera.yaml"
             if cam_file.exists():
-                from edge_geoloc.localize.uav_camera import UavCamera
+                from edge_geoloc.cameras.uav import UavCamera
 
                 self.camera = UavCamera.load(cam_file)
 

@@ -1,14 +1,10 @@
-"""`edge-geoloc export`, `edge-geoloc flops` and `edge-geoloc compile`.
-
-Registration imports nothing heavy: ``export`` imports torch when it runs; ``flops`` is analytic
-and ``compile`` needs TensorRT, not torch, so both work on the device.
-"""
+"""`edge-geoloc export` and `edge-geoloc flops` (workstation wing; `compile` runs on the target:
+:mod:`edge_geoloc.runtime.cli`). Registration imports nothing heavy: ``export`` imports torch when it runs."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -47,19 +43,6 @@ def _flops(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compile(args: argparse.Namespace) -> int:
-    from edge_geoloc.export.tensorrt_build import compile_model
-
-    built = compile_model(args.model, fp16=args.fp16, workspace_mb=args.workspace, branches=args.branch)
-    for sidecar in built:
-        print(
-            f"built {sidecar.engine_file} ({sidecar.precision}, TensorRT {sidecar.tensorrt_version},"
-            f" {sidecar.gpu_name} sm_{sidecar.compute_capability.replace('.', '')},"
-            f" batch {sidecar.profile.min}/{sidecar.profile.opt}/{sidecar.profile.max})"
-        )
-    return 0
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX with its model card (checks parity)")
     p.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt)")
@@ -79,12 +62,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-ratio", type=float, default=None, help="aerial keep ratio (default: the config's)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_flops)
-
-    p = sub.add_parser("compile", help="build TensorRT engines from an export on this GPU (needs tensorrt)")
-    p.add_argument("--model", required=True, type=Path, help="an export folder with model.yaml")
-    p.add_argument(
-        "--fp16", action=argparse.BooleanOptionalAction, default=None, help="FP16 (default: the card's precision)"
-    )
-    p.add_argument("--workspace", type=int, default=1024, help="builder workspace in MiB")
-    p.add_argument("--branch", nargs="+", default=["street", "aerial"], choices=["street", "aerial"])
-    p.set_defaults(func=_compile)

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from edge_geoloc.export import flops as flop_count
-from edge_geoloc.export.graphs import EncoderGraph, export_onnx
 from edge_geoloc.export.parity import compare_graph, session_of, smooth_images
+from edge_geoloc.model.graphs import EncoderGraph, export_onnx
 from edge_geoloc.runtime.card import CARD_FILE, DroneCard, ModelCard, load_card, sha256_of, verify, write_card
 from edge_geoloc.runtime.preprocess import preprocess
 from edge_geoloc.train.drone import load_drone

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from edge_geoloc.export import flops as flop_count
-from edge_geoloc.export.graphs import OffsetGraph, encoder_graph, export_onnx
 from edge_geoloc.export.parity import (
     MAX_ABS,
     MIN_COSINE,
@@ -34,6 +33,7 @@ from edge_geoloc.export.parity import (
 )
 from edge_geoloc.export.recipe import ExportRecipe, load_recipe
 from edge_geoloc.model.config import keep_count
+from edge_geoloc.model.graphs import OffsetGraph, encoder_graph, export_onnx
 from edge_geoloc.runtime.card import (
     BRANCHES,
     CARD_FILE,

@@ -15,7 +15,7 @@ from typing import Literal
 from edge_geoloc.config import check, load_config
 from edge_geoloc.runtime.card import BatchProfile
 
-RECIPE_DIR = Path(__file__).resolve().parents[2] / "export"
+RECIPE_DIR = Path(__file__).resolve().parents[1] / "configs" / "export"  # package data: ships with the wheel
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_geoloc.cameras.street import roll_to_heading
 from edge_geoloc.geo.crs import angle_diff_deg, wrap_deg
 
 EncodeFn = Callable[[np.ndarray], np.ndarray]  # (N, H, W, 3) uint8 panoramas -> (N, D) descriptors
@@ -35,19 +36,6 @@ class HeadingEstimate:
     score: float  # peak similarity (rotation search) or correlation (profiles)
     margin: float  # peak minus the best score more than 45 degrees away: low means ambiguous
     encodes: int = 0
-
-
-def roll_to_heading(panorama: np.ndarray, rotation_deg: float) -> np.ndarray:
-    """Roll so the centre column looks ``rotation_deg`` further clockwise (sub-column by linear interpolation)."""
-    w = panorama.shape[1]
-    cols = rotation_deg / 360.0 * w  # rolling left by `cols` columns
-    lo = int(np.floor(cols))
-    frac = cols - lo
-    a = np.roll(panorama, -lo, axis=1)
-    if frac < 1e-6:
-        return a
-    b = np.roll(panorama, -lo - 1, axis=1)
-    return ((1 - frac) * a.astype(np.float32) + frac * b.astype(np.float32) + 0.5).astype(np.uint8)
 
 
 def _parabola_peak(y_prev: float, y0: float, y_next: float) -> float:

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from edge_geoloc.geo.nmea import format_gga, format_hdt, format_rmc
-from edge_geoloc.localize.pipeline import Fix
-from edge_geoloc.localize.prior import UERE_M, _host_port, _serial_spec
+from edge_geoloc.localize.fix import Fix
+from edge_geoloc.localize.gnss import UERE_M, _host_port, _serial_spec
 
 
 class FixWriter:

@@ -7,27 +7,36 @@ summary is returned with ``ended_by`` saying why. :func:`open_loop` builds the p
 
 from __future__ import annotations
 
-import heapq
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge_geoloc.localize.pipeline import Fix, Localizer
-from edge_geoloc.localize.prior import Odometry, Prior
+from edge_geoloc.localize.attitude import AttitudeLog
+from edge_geoloc.localize.fix import Fix
+from edge_geoloc.localize.gnss import Prior
+from edge_geoloc.localize.loop import Localizer
+from edge_geoloc.localize.odometry import Odometry
 from edge_geoloc.localize.sources import Capture, Frame, SourceLost
 
 log = logging.getLogger(__name__)
 
+ODOMETRY, ATTITUDE, GNSS = 0, 1, 2  # event kinds, in their order at equal times
 
-def _events(prior: Prior, odometry: Odometry | None, t: float) -> list[tuple[float, int, Any]]:
-    """GPS fixes and odometry samples up to ``t``, in time order (odometry first at equal times)."""
-    items: list[tuple[float, int, Any]] = [(f.t, 1, f) for f in prior.poll(t)]
+
+def events(
+    t: float, prior: Prior, odometry: Odometry | None = None, attitude: AttitudeLog | None = None
+) -> list[tuple[float, int, Any]]:
+    """The GNSS fixes, odometry and attitude samples up to ``t`` not handed out yet, in time order as
+    ``(t, kind, event)`` with kind :data:`ODOMETRY`, :data:`ATTITUDE` or :data:`GNSS` (at equal times in
+    that order, then in arrival order: two fixes of one epoch never compare their payloads)."""
+    items: list[tuple[float, int, Any]] = [(f.t, GNSS, f) for f in prior.poll(t)]
     if odometry is not None:
-        items += [(s.t, 0, s) for s in odometry.poll(t)]
-    heapq.heapify(items)
-    return [heapq.heappop(items) for _ in range(len(items))]
+        items += [(s.t, ODOMETRY, s) for s in odometry.poll(t)]
+    if attitude is not None:
+        items += [(a.t, ATTITUDE, a) for a in attitude.poll(t)]
+    return sorted(items, key=lambda e: (e[0], e[1]))
 
 
 def run_loop(
@@ -40,8 +49,12 @@ def run_loop(
     max_frames: int | None = None,
     on_fix: Callable[[Frame, Fix], None] | None = None,
     frame_timeout_s: float | None = 30.0,
+    attitude: AttitudeLog | None = None,
 ) -> dict[str, Any]:
-    """Run until the source ends (or is lost, or SIGINT, or ``max_frames``); returns the summary."""
+    """Run until the source ends (or is lost, or SIGINT, or ``max_frames``); returns the summary.
+
+    Before each frame, the events up to its time go to the localizer: GNSS fixes from ``prior``,
+    ``odometry`` samples and autopilot ``attitude`` samples (a drone camera's)."""
     prior = prior or Prior()
     ended_by = "end of source"
     error: str | None = None
@@ -60,11 +73,9 @@ def run_loop(
                 break
             if frame is None:
                 break
-            for _, kind, event in _events(prior, odometry, frame.t):
-                if kind == 0:
-                    localizer.feed_odometry(event)
-                else:
-                    localizer.feed_gps(event)
+            feed = {ODOMETRY: localizer.feed_odometry, ATTITUDE: localizer.feed_attitude, GNSS: localizer.feed_gps}
+            for _, kind, event in events(frame.t, prior, odometry, attitude):
+                feed[kind](event)
             fix = localizer.process(frame)
             if writer is not None:
                 writer.write(fix)
@@ -133,17 +144,26 @@ def format_summary(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def open_models(model_dir: str | Path, map_dir: str | Path, backend: str = "auto", threads: int | None = None) -> tuple:
-    """(street encoder, map index, offset regressor or None) from an export folder and a map bundle."""
+def open_models(
+    model_dir: str | Path,
+    map_dir: str | Path,
+    backend: str = "auto",
+    threads: int | None = None,
+    branch: str = "street",
+) -> tuple:
+    """(encoder of ``branch``, map index, offset regressor or None) from an export folder and a map bundle.
+
+    ``branch``: ``street`` (a vehicle's camera; its offset head when the export has one) or ``drone``."""
     from edge_geoloc.maps import MapIndex
     from edge_geoloc.runtime import OffsetRegressor, open_encoder
 
     options = {} if threads is None else {"intra_op_threads": threads}
-    encoder = open_encoder(model_dir, "street", backend=backend, **options)
+    encoder = open_encoder(model_dir, branch, backend=backend, **options)
     index = MapIndex.open(map_dir, card=encoder.card)
     offset = None
-    try:
-        offset = OffsetRegressor(model_dir, card=encoder.card)
-    except Exception as err:  # an export without a usable offset head: tile centres only
-        log.warning("no offset head (%s): positions from tile centres", err)
+    if branch == "street":
+        try:
+            offset = OffsetRegressor(model_dir, card=encoder.card)
+        except Exception as err:  # an export without a usable offset head: tile centres only
+            log.warning("no offset head (%s): positions from tile centres", err)
     return encoder, index, offset

@@ -8,7 +8,8 @@ Sources (:func:`open_source` parses the ``--source`` string):
   ``retries`` times before it is reported lost; a file that ends is a clean end.
 - :class:`ImageFolderSource`: images sorted by name; times from ``timestamps.csv`` (``name,seconds``)
   in the folder, else from file names that are numbers (seconds), else ``index / rate_hz``.
-- :class:`SyntheticSource`: the synthetic world rendered along a trajectory (the demo, benchmarks).
+- :class:`ListSource`: frames already in memory; the simulation's synthetic source is
+  :class:`edge_geoloc.sim.frames.SyntheticSource` (workstation wing).
 
 A frame that cannot be decoded is delivered as a :class:`Frame` without an image and with the
 reason: the loop counts it and goes on. :class:`Capture` runs a source in its own thread: in
@@ -32,6 +33,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+from edge_geoloc.localize.tables import read_csv
 
 log = logging.getLogger(__name__)
 
@@ -221,20 +224,7 @@ def read_timestamps(folder: Path, names: list[str]) -> list[float] | None:
     path = folder / "timestamps.csv"
     if not path.exists():
         return None
-    table: dict[str, float] = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = [p.strip() for p in line.split(",")]
-        try:
-            if len(parts) != 2:
-                raise ValueError
-            table[parts[0]] = float(parts[1])
-        except ValueError:
-            if n == 1:
-                continue  # a header
-            raise ValueError(f"{path}:{n}: expected 'name,seconds', got {line!r}") from None
+    table = dict(read_csv(path, ("name", "seconds"), "timestamps", [str, float]))
     missing = [name for name in names if name not in table]
     if missing:
         raise ValueError(f"{path}: no time for {len(missing)} image(s), e.g. {missing[0]}")
@@ -274,84 +264,6 @@ class ImageFolderSource(FrameSource):
         raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         rgb, why = as_rgb(raw)
         return Frame(i, self.times[i], rgb, None if rgb is not None else f"{path.name}: cannot decode ({why})")
-
-
-class SyntheticSource(FrameSource):
-    """The synthetic world seen by the vehicle's camera along a true trajectory, at ``rate_hz``.
-
-    The camera sits ``camera.height_m`` above the ground, looking along the vehicle's grid heading
-    plus its mounting heading; ``app`` (one appearance for the drive: a time of day and season)
-    and ``seed`` (sensor noise) make the frames reproducible.
-    """
-
-    def __init__(
-        self,
-        world: Any,
-        trajectory: Any,
-        camera: Any,
-        rate_hz: float = 2.0,
-        t_start: float | None = None,
-        t_end: float | None = None,
-        app: Any = None,
-        seed: int = 0,
-    ) -> None:
-        if not rate_hz > 0:
-            raise ValueError(f"rate_hz must be positive, got {rate_hz}")
-        self.world, self.trajectory, self.camera, self.app = world, trajectory, camera, app
-        t0 = float(trajectory.t[0]) if t_start is None else float(t_start)
-        t1 = float(trajectory.t[-1]) if t_end is None else float(t_end)
-        self.times = t0 + np.arange(int(np.floor((t1 - t0) * rate_hz + 1e-9)) + 1) / rate_hz
-        self.seed = seed
-        self.name = f"synthetic {world.region.name}"
-        self._i = 0
-
-    def __len__(self) -> int:
-        return len(self.times)
-
-    def render(self, i: int) -> tuple[np.ndarray, Any]:
-        """Frame ``i`` (its sensor noise seeded by (seed, i): the same in any process, in any order)."""
-        from edge_geoloc.world.street import render_panorama, render_pinhole
-
-        rng = np.random.default_rng([self.seed, i])
-        pose = self.trajectory.at(float(self.times[i]))
-        cam = self.camera
-        heading = cam.camera_heading(pose.heading_deg)
-        if cam.kind == "panorama":
-            image = render_panorama(
-                self.world,
-                pose.east,
-                pose.north,
-                heading,
-                height_px=cam.height_px,
-                width_px=cam.width_px,
-                cam_height_m=cam.height_m,
-                elevation_range_deg=cam.elevation_range_deg,
-                app=self.app,
-                rng=rng,
-            )
-        else:
-            image = render_pinhole(
-                self.world,
-                pose.east,
-                pose.north,
-                heading,
-                fov_deg=cam.fov_deg,
-                pitch_deg=cam.pitch_deg,
-                width_px=cam.width_px,
-                height_px=cam.height_px,
-                cam_height_m=cam.height_m,
-                app=self.app,
-                rng=rng,
-            )
-        return image, pose
-
-    def read(self) -> Frame | None:
-        if self._i >= len(self.times):
-            return None
-        i = self._i
-        self._i += 1
-        image, pose = self.render(i)
-        return Frame(i, float(self.times[i]), image, truth=pose)
 
 
 class ListSource(FrameSource):

@@ -4,7 +4,7 @@
     index = MapIndex.open("maps/build/demo-suburb", card="export/build/demo")  # refuses another encoder
     best = index.search(street_descriptor, scope=(east, north, 200.0), k=10)  # ids, scores, centres
 
-Build a bundle with ``edge-geoloc map build`` (:mod:`edge_geoloc.maps.build`); the format is
+Build a bundle with ``edge-geoloc map build`` (:mod:`edge_geoloc.mapbuild.build`); the format is
 described in :mod:`edge_geoloc.maps.bundle`, the search in :mod:`edge_geoloc.maps.index`.
 """
 

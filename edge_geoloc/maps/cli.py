@@ -1,4 +1,6 @@
-"""`edge-geoloc map build | info | extract | evaluate | shard | assemble` (registration imports nothing heavy)."""
+"""`edge-geoloc map info` (device wing): what a bundle holds, every checksum verified on request. `map build |
+extract | evaluate | shard | assemble` are the workstation's (:mod:`edge_geoloc.mapbuild.cli`): both wings add
+to the one ``map`` group."""
 
 from __future__ import annotations
 
@@ -7,38 +9,17 @@ import json
 from pathlib import Path
 
 
-def _build(args: argparse.Namespace) -> int:
-    from edge_geoloc.maps.build import build_map, plan_build, work_dir_for
+def command_group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
+    """The sub-commands of ``name`` (created by the first wing that registers one): the two wings each
+    add their own commands to one group, so neither imports the other's handlers."""
+    parser = sub.choices.get(name)
+    if parser is None:
+        parser = sub.add_parser(name, help=help)
+        return parser.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND", required=True)
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
-    options = {
-        "shard_m": args.shard_m,
-        "hnsw_dim": args.hnsw_dim,
-        "M": args.hnsw_m,
-        "ef_construction": args.ef_construction,
-        "ef_search": args.ef_search,
-        "batch": args.batch,
-        "backend": args.backend,
-        "threads": args.threads,
-    }
-    if args.plan_only:
-        work = plan_build(args.region, args.model, args.out, **options)
-        print(
-            f"planned {args.out}: run `edge-geoloc map shard --work {work} --shard ID` per shard, then `map assemble`"
-        )
-        return 0
-    out = build_map(
-        args.region,
-        args.model,
-        args.out,
-        workers=args.workers,
-        progress=not args.quiet,
-        overwrite=args.overwrite,
-        **options,
-    )
-    print(_summary(out))
-    if work_dir_for(out).exists():  # pragma: no cover - kept only on request
-        print(f"work folder kept: {work_dir_for(out)}")
-    return 0
+
+MAP_HELP = "build, inspect and cut map bundles (aerial tile descriptors of an area)"
 
 
 def _summary(path: Path) -> str:
@@ -84,123 +65,11 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _extract(args: argparse.Namespace) -> int:
-    from edge_geoloc.maps.extract import extract_corridor
-
-    out = extract_corridor(
-        args.source, args.corridor, args.buffer_m, args.out, workers=args.workers, overwrite=args.overwrite
-    )
-    print(_summary(out))
-    return 0
-
-
-def _evaluate(args: argparse.Namespace) -> int:
-    from edge_geoloc.maps.evaluate import evaluate_map
-
-    report = evaluate_map(
-        args.map,
-        args.model,
-        args.dataset,
-        city=args.city,
-        split=args.split,
-        noise_m=args.noise_m,
-        seed=args.seed,
-        limit=args.limit,
-        temperature=args.temperature,
-        backend=args.backend,
-    )
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1))
-    print(f"{report['city']}: {report['panoramas']} panoramas, prior +-{report['noise_m']:g} m")
-    for key, value in report.items():
-        if isinstance(value, dict):
-            pos = "  ".join(
-                f"{m} median {v['median_m']:.1f} m, <=5 m {v['acc@5m']:.1f}%"
-                for m, v in value.items()
-                if isinstance(v, dict)
-            )
-            print(f"  scope {key:>6}: top-1 = exact {value['top1_equals_exact'] * 100:.1f}%  {pos}")
-    return 0
-
-
-def _shard(args: argparse.Namespace) -> int:
-    from edge_geoloc.maps.build import build_shard, pending_shards
-
-    shards = args.shard if args.shard else pending_shards(args.work)
-    for sid in shards:
-        info = build_shard(args.work, sid)
-        print(f"shard {sid}: {info['count']} tiles")
-    return 0
-
-
-def _assemble(args: argparse.Namespace) -> int:
-    from edge_geoloc.maps.build import assemble
-
-    print(_summary(assemble(args.work, overwrite=args.overwrite)))
-    return 0
-
-
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("map", help="build, inspect and cut map bundles (aerial tile descriptors of an area)")
-    msub = p.add_subparsers(dest="map_command", metavar="SUBCOMMAND", required=True)
-
-    b = msub.add_parser("build", help="build the map bundle of a region with a model's aerial encoder")
-    b.add_argument("--region", required=True, help="region YAML (maps/NAME.yaml); its imagery section says the source")
-    b.add_argument("--model", required=True, help="export folder with model.yaml (export/build/NAME)")
-    b.add_argument("--out", required=True, help="bundle folder (maps/build/NAME); built in OUT.building, then renamed")
-    b.add_argument("--workers", type=int, default=1, help="processes building shards in parallel")
-    b.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per worker")
-    b.add_argument("--backend", default="auto", help="encoder backend: auto, tensorrt, onnxruntime-cuda, onnxruntime")
-    b.add_argument("--batch", type=int, default=64, help="tiles encoded per batch (the unit a resumed build redoes)")
-    b.add_argument(
-        "--shard-m", type=float, default=None, help="shard side in metres (default: 256 tile strides, 65536 tiles)"
-    )
-    b.add_argument("--hnsw-dim", type=int, default=None, help="PCA dimension of the shard graphs (default: full)")
-    b.add_argument("--hnsw-m", type=int, default=16, help="HNSW M (links per node)")
-    b.add_argument("--ef-construction", type=int, default=100, help="HNSW ef at build time")
-    b.add_argument("--ef-search", type=int, default=32, help="default HNSW ef at search time")
-    b.add_argument("--plan-only", action="store_true", help="write the plan for a cluster engine and stop")
-    b.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
-    b.add_argument("--quiet", action="store_true", help="no progress bar")
-    b.set_defaults(func=_build)
+    msub = command_group(sub, "map", MAP_HELP)
 
     i = msub.add_parser("info", help="what a bundle holds (and --verify every checksum)")
     i.add_argument("bundle", help="bundle folder")
     i.add_argument("--verify", action="store_true", help="hash every file and shard")
     i.add_argument("--json", action="store_true", help="print the manifest as JSON")
     i.set_defaults(func=_info)
-
-    e = msub.add_parser("extract", help="cut the corridor of a route out of a bundle (a valid smaller bundle)")
-    e.add_argument("--from", dest="source", required=True, help="source bundle folder")
-    e.add_argument("--corridor", required=True, help="GeoJSON route (LineString, MultiLineString, Points; WGS84)")
-    e.add_argument(
-        "--buffer-m", type=float, default=2000.0, help="keep tiles whose centres lie this close to the route"
-    )
-    e.add_argument("--out", required=True, help="new bundle folder")
-    e.add_argument("--workers", type=int, default=1, help="processes indexing shards")
-    e.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
-    e.set_defaults(func=_extract)
-
-    v = msub.add_parser("evaluate", help="localize a dataset's panoramas through a map (device path)")
-    v.add_argument("--map", required=True, help="bundle folder of the dataset's city")
-    v.add_argument("--model", required=True, help="export folder (street encoder, offset head, model card)")
-    v.add_argument("--dataset", required=True, help="VIGOR-layout dataset root")
-    v.add_argument("--city", default=None, help="city in the dataset (default: the map's region name)")
-    v.add_argument("--split", default="cross_area", help="same_area_test, same_area_train or cross_area")
-    v.add_argument("--noise-m", type=float, default=100.0, help="prior noise, uniform +- on each axis")
-    v.add_argument("--temperature", type=float, default=0.05, help="fusion temperature")
-    v.add_argument("--limit", type=int, default=None, help="at most this many panoramas")
-    v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--backend", default="auto", help="street encoder backend")
-    v.add_argument("--json", default=None, help="also write the report here")
-    v.set_defaults(func=_evaluate)
-
-    s = msub.add_parser("shard", help="run shard tasks of a planned build (what a cluster node runs)")
-    s.add_argument("--work", required=True, help="the build's work folder (OUT.building)")
-    s.add_argument("--shard", type=int, action="append", help="shard id (repeatable; default: every pending shard)")
-    s.set_defaults(func=_shard)
-
-    a = msub.add_parser("assemble", help="assemble a planned build whose shards are done into the bundle")
-    a.add_argument("--work", required=True, help="the build's work folder (OUT.building)")
-    a.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
-    a.set_defaults(func=_assemble)

@@ -158,6 +158,15 @@ class OrtEncoder(Encoder):
         return desc, attn
 
 
+# Backends another wing registers (the workstation's torch encoder): name -> factory(model_dir, branch, card=...).
+PLUGIN_BACKENDS: dict[str, Callable[..., Encoder]] = {}
+
+
+def register_backend(name: str, factory: Callable[..., Encoder]) -> None:
+    """Let ``open_encoder(..., backend=name)`` build ``factory(model_dir, branch, card=card, **options)``."""
+    PLUGIN_BACKENDS[name] = factory
+
+
 @dataclass
 class BackendProbe:
     """What this machine offers; a test passes its own (fakes) to exercise the selection."""
@@ -191,7 +200,8 @@ def open_encoder(
     """An encoder for ``branch`` of the export in ``model_dir``.
 
     ``backend``: ``auto`` (TensorRT, then ONNX Runtime CUDA, then ONNX Runtime CPU), or one of
-    ``tensorrt``, ``onnxruntime-cuda``, ``onnxruntime``, ``torch`` (debug; needs the checkpoint).
+    ``tensorrt``, ``onnxruntime-cuda``, ``onnxruntime``, or a registered plug-in (``torch``, debug: the
+    checkpoint through :mod:`edge_geoloc.export.torch_backend`, which registers it).
     An explicitly requested backend that cannot run raises; ``auto`` logs why it skipped one.
     ``options`` go to the ONNX Runtime encoder (``intra_op_threads``, ``inter_op_threads``, ``spin``).
     """
@@ -200,10 +210,13 @@ def open_encoder(
     model_dir = Path(model_dir)
     card = load_card(model_dir)
     card.branch(branch)  # validates the branch name
+    if backend in PLUGIN_BACKENDS:
+        return PLUGIN_BACKENDS[backend](model_dir, branch, card=card, **options)
     if backend == "torch":
-        from edge_geoloc.runtime.torch_backend import TorchEncoder
-
-        return TorchEncoder(model_dir, branch, card=card, **options)
+        raise ValueError(
+            "backend torch (debugging, needs the checkpoint) is the workstation's: import"
+            " edge_geoloc.export.torch_backend, which registers it"
+        )
     probe = probe or BackendProbe()
     reasons: list[str] = []
     if backend in ("auto", "tensorrt"):

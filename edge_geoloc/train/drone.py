@@ -11,7 +11,7 @@ already matching nadir, well-lit patches and has to learn the rest: other times 
 perspective and building lean, masked footprints, the drone lens's blur.
 
 Samples: each drone frame of the University-1652-layout dataset (:mod:`edge_geoloc.data.uav_synth`)
-is decoded once; a sample is a patch rectified from it (:class:`~edge_geoloc.localize.rectify.Rectifier`,
+is decoded once; a sample is a patch rectified from it (:class:`~edge_geoloc.cameras.rectify.Rectifier`,
 the device's own code) around a tile the frame sees well, shifted by up to ``shift_m`` and turned by up
 to ``rotation_jitter_deg`` (a yaw error). Its target is soft over the region's tiles: weight
 ``exp(-d^2 / 2 sigma^2)`` of the distance d between the patch centre and each tile centre (a patch
@@ -21,7 +21,7 @@ the loop can read positions between tile centres from several shifted patches.
 Loss: cross-entropy of that target against a softmax over every tile of every training region
 (learned temperature), plus, for a share of the batch, a margin ranking term that asks the same
 patch turned by 20 to 90 degrees to score lower on its tile than the upright one: the unknown-yaw
-heading search (:mod:`edge_geoloc.localize.uav`) relies on that peak.
+heading search (:mod:`edge_geoloc.localize.vision.uav`) relies on that peak.
 """
 
 from __future__ import annotations
@@ -39,11 +39,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from edge_geoloc.cameras.rectify import GroundView, Rectifier, rotate_offsets
+from edge_geoloc.cameras.uav import Mount, UavCamera
 from edge_geoloc.config import check, load_config, to_mapping
 from edge_geoloc.data.university1652 import University1652
-from edge_geoloc.localize.rectify import GroundView, Rectifier
-from edge_geoloc.localize.refine import rotate_offsets
-from edge_geoloc.localize.uav_camera import Mount, UavCamera
 from edge_geoloc.model.config import ModelConfig
 from edge_geoloc.model.vit import ViTBranch
 from edge_geoloc.train.augment import colour_jitter

@@ -9,7 +9,7 @@ from pathlib import Path
 
 def _train(args: argparse.Namespace) -> int:
     from edge_geoloc.data.university1652 import University1652
-    from edge_geoloc.demo import cached_map
+    from edge_geoloc.sim.demo import cached_map
     from edge_geoloc.train.drone import DroneTrainConfig, train_drone
 
     cfg = DroneTrainConfig.load(args.config)

@@ -97,7 +97,6 @@ def evaluate_heading(
     predicted position)."""
     import torch
 
-    from edge_geoloc.export.graphs import encoder_graph
     from edge_geoloc.geo.crs import angle_diff_deg
     from edge_geoloc.localize.heading import (
         aerial_polar_profile,
@@ -105,6 +104,7 @@ def evaluate_heading(
         rotation_search,
         street_azimuth_profile,
     )
+    from edge_geoloc.model.graphs import encoder_graph
     from edge_geoloc.train.infer import input_specs, to_tensor
 
     cfg = model.cfg

@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from edge_geoloc.localize.pipeline import LoopConfig
+from edge_geoloc.localize.loop import LoopConfig
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEMO_MODEL = ROOT / "models" / "demo"
 DEMO_REGION = ROOT / "maps" / "demo-suburb.yaml"
 MAP_CACHE = ROOT / "maps" / "build"
@@ -76,8 +76,8 @@ def export_checkpoint(ckpt: Path) -> Path:
 
 def cached_map(region: Path, model: Path, cache: Path, workers: int, progress: bool) -> Path:
     """The region's map bundle for this model: reused when present and matching, else built."""
+    from edge_geoloc.mapbuild.build import build_map
     from edge_geoloc.maps import MapIndex
-    from edge_geoloc.maps.build import build_map
     from edge_geoloc.maps.bundle import BundleError
     from edge_geoloc.runtime.card import load_card
     from edge_geoloc.world.region import Region
@@ -116,7 +116,7 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo (see the module docstring); returns the report."""
     from edge_geoloc.localize.run import open_models
-    from edge_geoloc.localize.scenario import load_world, make_scenario, render_frames, run_scenario
+    from edge_geoloc.sim.scenario import load_world, make_scenario, render_frames, run_scenario
 
     run = prepare_demo(out, model, find_export, region, duration_s, outage, map_cache, workers, progress, "drive")
     world = load_world(run.region_file)
@@ -209,7 +209,7 @@ def loop_and_report(
 
     from edge_geoloc.localize.outputs import FixWriter
     from edge_geoloc.localize.run import format_summary
-    from edge_geoloc.localize.scenario import evaluate, public, replay_without_vision
+    from edge_geoloc.sim.scenario import evaluate, public, replay_without_vision
 
     bar = tqdm(total=len(frames), unit="frame", desc="localizing", disable=not progress)
     errs: list[float] = []
@@ -404,7 +404,7 @@ def plot_trajectory(sc: Any, result: Any, baseline: np.ndarray, path: Path) -> N
     ax.set_ylim(-half, half)
     ax.set_xlabel("east (m, from the view centre)")
     ax.set_ylabel("north (m)")
-    from edge_geoloc.localize.uav_scenario import UavScenario
+    from edge_geoloc.sim.flight import UavScenario
 
     ax.set_title(
         f"{w.region.name}: {'flight' if isinstance(sc, UavScenario) else 'drive'} of {sc.trajectory.length_m / 1000:.1f} km,"

@@ -25,8 +25,20 @@ import numpy as np
 
 from edge_geoloc.config import check, load_config
 from edge_geoloc.geo.crs import wrap_deg
-from edge_geoloc.localize.heading import roll_to_heading
 from edge_geoloc.runtime.preprocess import InputSpec, prepare
+
+
+def roll_to_heading(panorama: np.ndarray, rotation_deg: float) -> np.ndarray:
+    """Roll so the centre column looks ``rotation_deg`` further clockwise (sub-column by linear interpolation)."""
+    w = panorama.shape[1]
+    cols = rotation_deg / 360.0 * w  # rolling left by `cols` columns
+    lo = int(np.floor(cols))
+    frac = cols - lo
+    a = np.roll(panorama, -lo, axis=1)
+    if frac < 1e-6:
+        return a
+    b = np.roll(panorama, -lo - 1, axis=1)
+    return ((1 - frac) * a.astype(np.float32) + frac * b.astype(np.float32) + 0.5).astype(np.uint8)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """GPS-denied flights in the synthetic world: what the UAV demo and benchmark run.
 
-A :class:`UavScenario` is the vehicle :class:`~edge_geoloc.localize.scenario.Scenario` with a drone:
+A :class:`UavScenario` is the vehicle :class:`~edge_geoloc.sim.scenario.Scenario` with a drone:
 a flight (:func:`~edge_geoloc.world.trajectory.fly`) at ``altitude_m``, the drone camera (lens,
 mount), the autopilot's attitude and height (:class:`AttitudeModel`: roll/pitch noise, a
 magnetometer yaw bias, barometric height noise), the receiver with its outage and the drone's
@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from edge_geoloc.localize.scenario import Scenario
-from edge_geoloc.localize.sources import SyntheticSource
-from edge_geoloc.localize.uav import AttitudeLog
-from edge_geoloc.localize.uav_camera import UavCamera
+from edge_geoloc.cameras.uav import UavCamera
+from edge_geoloc.localize.attitude import AttitudeLog
+from edge_geoloc.sim.frames import SyntheticSource
+from edge_geoloc.sim.scenario import Scenario
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class UavScenario(Scenario):
     def source(self) -> UavSource:
         return UavSource(self.world, self.trajectory, self.camera, self.rate_hz, app=self.app, seed=self.seed)
 
-    def attitude(self) -> AttitudeLog:
+    def attitude(self) -> AttitudeLog | None:
         """A fresh attitude stream (each run polls its own)."""
         assert self.attitude_model is not None
         return self.attitude_model.simulate(self.trajectory, self.crs)

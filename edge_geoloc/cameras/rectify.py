@@ -10,7 +10,7 @@ Patches are placed relative to the point below the drone (the nadir; the drone's
 unknown, that is what the map is for). ``up_deg`` is the patch's up direction, clockwise from grid
 north: ``-convergence`` gives a true-north-up patch like the map's tiles; the yaw gives camera-up.
 With the yaw unknown, a patch rectified for an assumed yaw is north-up exactly when the
-assumption is right: the heading search (:mod:`edge_geoloc.localize.uav`) tries several.
+assumption is right: the heading search (:mod:`edge_geoloc.localize.vision.uav`) tries several.
 
 What cannot be seen is masked (filled with ``fill``, the normalization's mean colour, so it enters
 the encoder as zeros): ground outside the frame, points behind the camera or above the horizon,
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge_geoloc.localize.uav_camera import Lens
+from edge_geoloc.cameras.uav import Lens
 
 # The normalization mean (ImageNet, as the model card's) in uint8: a masked pixel enters the encoder as 0.
 MEAN_FILL = (124, 116, 104)
@@ -198,3 +198,11 @@ def look_point(view: GroundView, max_distance_factor: float = 1.0) -> np.ndarray
     dist = float(np.hypot(*p))
     limit = max_distance_factor * view.height_m
     return p * (limit / dist) if dist > limit else p
+
+
+def rotate_offsets(offsets_en: np.ndarray, convergence_deg: float) -> np.ndarray:
+    """Offsets measured in a true-north tile -> grid east/north (as the tile corners are rotated in aerial.py)."""
+    g = np.radians(convergence_deg)
+    cg, sg = np.cos(g), np.sin(g)
+    ox, oy = offsets_en[:, 0], offsets_en[:, 1]
+    return np.stack([ox * cg - oy * sg, ox * sg + oy * cg], axis=1)

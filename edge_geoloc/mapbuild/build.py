@@ -195,7 +195,7 @@ def plan_build(
     threads: int = 1,
 ) -> Path:
     """Plan the map of a region (its imagery, tiled at the model card's tile side and GSD); returns the work dir."""
-    from edge_geoloc.maps.sources import open_source
+    from edge_geoloc.mapbuild.imagery import open_imagery
     from edge_geoloc.runtime.card import load_card, sha256_of
     from edge_geoloc.world.region import Region
 
@@ -214,7 +214,7 @@ def plan_build(
             tile_m / a.width,
             a.gsd_m,
         )
-    source = open_source(region, region_file)
+    source = open_imagery(region, region_file)
     tiling = source.tiling(tile_m)
     _SOURCES.clear()  # keep one: a world holds hundreds of MB
     _SOURCES[(str(region_file), sha256_of(region_file))] = source  # the shard tasks of this process reuse it
@@ -336,9 +336,9 @@ class _Context:
     source: Any = None
     encoder: Any = None
 
-    def open_source(self) -> Any:
+    def open_imagery(self) -> Any:
         if self.source is None:
-            from edge_geoloc.maps.sources import open_source
+            from edge_geoloc.mapbuild.imagery import open_imagery
             from edge_geoloc.runtime.card import sha256_of
             from edge_geoloc.world.region import Region
 
@@ -347,7 +347,7 @@ class _Context:
                     f"{self.plan.region_file}: changed since the build was planned; delete {self.work} to start over"
                 )
             key = (self.plan.region_file, self.plan.region_sha256)
-            self.source = _SOURCES.get(key) or open_source(Region.load(self.plan.region_file), self.plan.region_file)
+            self.source = _SOURCES.get(key) or open_imagery(Region.load(self.plan.region_file), self.plan.region_file)
         return self.source
 
     def open_encoder(self) -> Any:
@@ -433,7 +433,7 @@ def _encode_shard(
     tiling = plan.tiling.tiling()
     backend = plan.backend
     if done < count:
-        source, encoder = ctx.open_source(), ctx.open_encoder()
+        source, encoder = ctx.open_imagery(), ctx.open_encoder()
         backend = encoder.backend
         for b0 in range(done, count, plan.batch):
             b1 = min(count, b0 + plan.batch)
@@ -621,7 +621,7 @@ def run_build(
     bar.update(total - sum(counts[s] for s in todo))
     if todo and not plan.inputs:
         ctx = _context(work)
-        ctx.open_source().prepare(plan.tiling.gsd_m)  # the synthetic world, built once and shared by fork
+        ctx.open_imagery().prepare(plan.tiling.gsd_m)  # the synthetic world, built once and shared by fork
     if workers <= 1 or len(todo) <= 1:
         for sid in todo:
             seen = [0]

@@ -1,5 +1,7 @@
 """The torch encoder: debugging only (the device runs exported graphs). torch is imported when built.
 
+Workstation wing: importing this module registers backend ``torch`` with :func:`~edge_geoloc.runtime.open_encoder`.
+
 It runs the checkpoint the card was exported from, through the same graph module the exporter
 traced and the same preprocessing as every backend, so a difference between it and an exported
 backend is the export's or the backend's, not the input's.
@@ -13,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edge_geoloc.runtime.card import CardError, ModelCard, load_card, sha256_of
-from edge_geoloc.runtime.encoder import Encoder
+from edge_geoloc.runtime.encoder import Encoder, register_backend
 
 
 class TorchEncoder(Encoder):
@@ -30,7 +32,7 @@ class TorchEncoder(Encoder):
     ) -> None:
         import torch
 
-        from edge_geoloc.export.graphs import encoder_graph
+        from edge_geoloc.model.graphs import encoder_graph
         from edge_geoloc.train.checkpoint import load_model
 
         card = card or load_card(model_dir)
@@ -52,3 +54,6 @@ class TorchEncoder(Encoder):
         with self.torch.no_grad():
             desc, attn = self.graph(self.torch.from_numpy(batch).to(self.device))
         return desc.float().cpu().numpy(), attn.float().cpu().numpy()
+
+
+register_backend("torch", TorchEncoder)  # open_encoder(..., backend="torch") once this module is imported

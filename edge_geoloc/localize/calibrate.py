@@ -50,14 +50,6 @@ def softmax_weights(scores: np.ndarray, temperature: float) -> np.ndarray:
     return w / w.sum()
 
 
-def rotate_offsets(offsets_en: np.ndarray, convergence_deg: float) -> np.ndarray:
-    """Offsets measured in a true-north tile -> grid east/north (as the tile corners are rotated in aerial.py)."""
-    g = np.radians(convergence_deg)
-    cg, sg = np.cos(g), np.sin(g)
-    ox, oy = offsets_en[:, 0], offsets_en[:, 1]
-    return np.stack([ox * cg - oy * sg, ox * sg + oy * cg], axis=1)
-
-
 def candidates(
     ids: np.ndarray,
     scores: np.ndarray,

@@ -109,7 +109,7 @@ def extract_corridor(
     overwrite: bool = False,
 ) -> Path:
     """Write the bundle of the source's tiles within ``buffer_m`` of the route in ``corridor`` (GeoJSON)."""
-    from edge_geoloc.maps.build import build_from_descriptors
+    from edge_geoloc.mapbuild.build import build_from_descriptors
 
     if not (np.isfinite(buffer_m) and buffer_m > 0):
         raise ValueError(f"buffer must be a positive number of metres, got {buffer_m}")

@@ -9,7 +9,7 @@ built-in region ``maps/demo-suburb.yaml``), it:
    an autopilot whose yaw is not trusted (a magnetometer biased by 12 degrees: the heading comes from
    vision and the gyro), a GNSS receiver that loses its fix for five minutes, and ground speed from
    airspeed (off by the wind) with a drifting gyro;
-3. renders the frames, runs the real UAV loop on them (:mod:`edge_geoloc.localize.uav`), replays the
+3. renders the frames, runs the real UAV loop on them (:mod:`edge_geoloc.localize.vision.uav`), replays the
    same GPS and odometry without vision (the odometry-only baseline), and writes ``report.json``,
    ``report.md``, ``fixes.jsonl``, ``trajectory.png`` and ``error.png`` as the car demo does.
 """
@@ -21,9 +21,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from edge_geoloc.localize.pipeline import LoopConfig
-from edge_geoloc.localize.uav_camera import AttitudeConfig
-from edge_geoloc.localize.uav_scenario import DEMO_UAV_CAMERA, AttitudeModel
+from edge_geoloc.cameras.uav import AttitudeConfig
+from edge_geoloc.localize.loop import LoopConfig
+from edge_geoloc.sim.flight import DEMO_UAV_CAMERA, AttitudeModel
 
 
 def run_uav_demo(
@@ -42,10 +42,11 @@ def run_uav_demo(
     yaw: str = "untrusted",
 ) -> dict[str, Any]:
     """Run the UAV demo (see the module docstring); returns the report."""
-    from edge_geoloc.demo import loop_and_report, prepare_demo
-    from edge_geoloc.localize.scenario import load_world, render_frames, run_scenario
-    from edge_geoloc.localize.uav import UavLocalizer, open_uav_models
-    from edge_geoloc.localize.uav_scenario import make_uav_scenario
+    from edge_geoloc.localize.loop import Localizer
+    from edge_geoloc.localize.run import open_models
+    from edge_geoloc.sim.demo import loop_and_report, prepare_demo
+    from edge_geoloc.sim.flight import make_uav_scenario
+    from edge_geoloc.sim.scenario import load_world, render_frames, run_scenario
 
     run = prepare_demo(out, model, find_uav_export, region, duration_s, outage, map_cache, workers, progress, "flight")
     world = load_world(run.region_file)
@@ -56,10 +57,8 @@ def run_uav_demo(
     )
     frames = render_frames(sc, workers=workers, progress=progress)
     t_render = time.perf_counter()
-    encoder, index = open_uav_models(run.model_dir, run.map_dir, threads=max(1, workers))
-    loc = UavLocalizer(
-        encoder, index, camera, sc.attitude(), LoopConfig(budget_ms=budget_ms), start_utc=sc.gps.start_utc
-    )
+    encoder, index, _ = open_models(run.model_dir, run.map_dir, threads=max(1, workers), branch="drone")
+    loc = Localizer(encoder, index, camera, LoopConfig(budget_ms=budget_ms), start_utc=sc.gps.start_utc)
 
     meta = {
         "vehicle": "uav",
@@ -96,11 +95,11 @@ def headline(r: dict[str, Any]) -> str:
 
 
 def find_uav_export(path: str | Path) -> Path:
-    """The export at ``path`` (:func:`edge_geoloc.demo.find_export`: a folder with model.yaml, or one holding
+    """The export at ``path`` (:func:`edge_geoloc.sim.demo.find_export`: a folder with model.yaml, or one holding
     only a checkpoint, exported once) with a drone branch: when its card has none, the drone checkpoint in
     ``path/drone/*.pt`` is added to it once (needs torch, as exporting does)."""
-    from edge_geoloc.demo import find_export
     from edge_geoloc.runtime.card import load_card
+    from edge_geoloc.sim.demo import find_export
 
     model_dir = find_export(path)
     if load_card(model_dir).drone is not None:
@@ -122,7 +121,7 @@ def find_uav_export(path: str | Path) -> Path:
 
 
 def report_markdown(r: dict[str, Any]) -> str:
-    from edge_geoloc.demo import _mixture, report_page
+    from edge_geoloc.sim.demo import _mixture, report_page
 
     rows = [
         ("frames", r["frames"]),

@@ -2,12 +2,12 @@
 
 A :class:`Scenario` is a region's world, a vehicle's true drive, the simulated GNSS receiver with
 an outage window, the vehicle's odometry, and the roof-mounted 360-degree camera. It runs the real
-loop (:class:`~edge_geoloc.localize.pipeline.Localizer`) on rendered frames, and :func:`evaluate`
+loop (:class:`~edge_geoloc.localize.loop.Localizer`) on rendered frames, and :func:`evaluate`
 compares the fixes with the truth. The odometry-only baseline is the same particle filter fed the
 same GPS and odometry without vision (:func:`replay_without_vision`): during the outage it can
 only dead-reckon, which is exactly what vision must beat.
 
-World-side imports (rendering) happen inside functions: the loop itself stays device-side.
+Workstation wing: it renders the world and drives the device loop, which never imports it.
 """
 
 from __future__ import annotations
@@ -20,13 +20,16 @@ from typing import Any
 
 import numpy as np
 
+from edge_geoloc.cameras.street import CameraModel
 from edge_geoloc.geo.crs import angle_diff_deg
-from edge_geoloc.localize.camera import CameraModel
+from edge_geoloc.localize.attitude import AttitudeLog
 from edge_geoloc.localize.filter import FilterConfig, ParticleFilter
-from edge_geoloc.localize.pipeline import Fix, Localizer, LoopConfig
-from edge_geoloc.localize.prior import Odometry, SimulatedGps
-from edge_geoloc.localize.run import run_loop
-from edge_geoloc.localize.sources import Capture, Frame, SyntheticSource
+from edge_geoloc.localize.loop import Fix, Localizer, LoopConfig
+from edge_geoloc.localize.odometry import Odometry
+from edge_geoloc.localize.run import ODOMETRY, events, run_loop
+from edge_geoloc.localize.sources import Capture, Frame
+from edge_geoloc.sim.frames import SyntheticSource
+from edge_geoloc.sim.gnss import SimulatedGps
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,10 @@ class Scenario:
 
     def source(self) -> SyntheticSource:
         return SyntheticSource(self.world, self.trajectory, self.camera, self.rate_hz, app=self.app, seed=self.seed)
+
+    def attitude(self) -> AttitudeLog | None:
+        """The autopilot's attitude stream (a car has none; a flight's, :mod:`edge_geoloc.sim.flight`)."""
+        return None
 
     def in_outage(self, t: np.ndarray) -> np.ndarray:
         t = np.asarray(t, dtype=np.float64)
@@ -132,7 +139,7 @@ def run_scenario(
 ) -> RunResult:
     """The real loop over the scenario's rendered frames (rendered in the capture thread, in lockstep).
 
-    ``localizer``: one already built (the UAV loop's, :mod:`edge_geoloc.localize.uav`) instead of the vehicle's."""
+    ``localizer``: one already built (a drone camera's, or with other settings) instead of the default."""
     from edge_geoloc.localize.sources import ListSource
 
     loc = localizer or Localizer(encoder, index, sc.camera, config, filter_config, offset, start_utc=sc.gps.start_utc)
@@ -173,6 +180,7 @@ def run_scenario(
         Odometry.from_log(sc.odometry) if use_odometry else None,
         writer=writer,
         on_fix=on_fix,
+        attitude=sc.attitude(),
     )
     return RunResult(records, summary, fixes)
 
@@ -185,9 +193,8 @@ def replay_without_vision(sc: Scenario, times: np.ndarray, filter_config: Filter
     out = np.full((len(times), 2), np.nan)
     conv = 0.0
     for i, t in enumerate(times):
-        events = [(f.t, 1, f) for f in gps.poll(t)] + [(s.t, 0, s) for s in odo.poll(t)]
-        for _, kind, ev in sorted(events, key=lambda e: (e[0], e[1])):
-            if kind == 0:
+        for _, kind, ev in events(t, gps, odo):
+            if kind == ODOMETRY:
                 pf.set_odometry(ev.t, ev.speed_mps, ev.yaw_rate_dps)
             else:
                 if conv == 0.0:

@@ -65,7 +65,7 @@ class TileSource(ABC):
         """Build what every worker shares (the synthetic world) once, before forking."""
 
 
-class SyntheticSource(TileSource):
+class SyntheticImagery(TileSource):
     """The region's synthetic world, tiled exactly like the training dataset (``data.synth.world_tiling``)."""
 
     kind = "synthetic"
@@ -406,11 +406,11 @@ def open_xyz(region: Region, folder: Path) -> RasterSource:
     return RasterSource(region, shape, transform, CRS.from_epsg(3857), window, f"{zdir} (XYZ zoom {zoom})")
 
 
-def open_source(region: Region, region_file: str | Path | None = None) -> TileSource:
+def open_imagery(region: Region, region_file: str | Path | None = None) -> TileSource:
     """The imagery of a region; relative imagery paths are resolved against the region YAML's folder."""
     imagery = region.imagery
     if imagery is None or imagery.kind == "synthetic":
-        return SyntheticSource(region)
+        return SyntheticImagery(region)
     path = Path(imagery.path or "")
     if not path.is_absolute() and region_file is not None:
         path = Path(region_file).parent / path

@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edge_geoloc.geo import MapCRS
 from edge_geoloc.geo.nmea import GGA, GSA, RMC, NmeaReader
 
@@ -81,15 +79,6 @@ class GpsFix:
         if self.course_deg is None or self.speed_mps is None or self.speed_mps < MIN_COURSE_SPEED_MPS:
             return None
         return max(2.0, math.degrees(0.3 / self.speed_mps))  # 0.3 m/s velocity noise, plus crab/slip
-
-
-@dataclass(frozen=True)
-class OdometrySample:
-    """Wheel speed and gyro yaw rate (positive turning right) at time ``t``."""
-
-    t: float
-    speed_mps: float
-    yaw_rate_dps: float
 
 
 class Prior:
@@ -305,34 +294,6 @@ def _serial_spec(spec: str) -> tuple[str, int]:
     return rest, 9600
 
 
-class SimulatedGps(_Queue):
-    """The simulated receiver of a synthetic drive (:class:`~edge_geoloc.world.sensors.GpsLog`)."""
-
-    def __init__(self, log_: Any, crs: MapCRS | None = None) -> None:
-        super().__init__()
-        self.name = "simulated gps"
-        sig = log_.sigma_m()
-        for i in np.flatnonzero(log_.valid):
-            course = log_.course_deg[i]
-            self._push(
-                GpsFix(
-                    float(log_.t[i]),
-                    float(log_.lat[i]),
-                    float(log_.lon[i]),
-                    float(log_.east[i]),
-                    float(log_.north[i]),
-                    float(sig[i]),
-                    int(log_.quality[i]),
-                    float(log_.hdop[i]),
-                    None if not np.isfinite(course) else float(course),
-                    None if not np.isfinite(log_.speed_mps[i]) else float(log_.speed_mps[i]),
-                )
-            )
-
-    def stats(self) -> dict[str, Any]:
-        return {"source": self.name, "fixes": self.fixes}
-
-
 def open_prior(spec: str | None, crs: MapCRS, offset_s: float = 0.0, clock: Any = time.monotonic) -> Prior:
     """A prior from a ``--gps`` string: none, an NMEA file, udp://HOST:PORT or serial:DEVICE[:BAUD]."""
     text = (spec or "none").strip()
@@ -341,54 +302,3 @@ def open_prior(spec: str | None, crs: MapCRS, offset_s: float = 0.0, clock: Any 
     if text.startswith(("udp://", "serial:")):
         return NmeaStreamPrior(text, crs, clock=clock)
     return NmeaFilePrior(text, crs, offset_s=offset_s)
-
-
-class Odometry:
-    """Odometry samples handed out by time (from a synthetic log or a CSV ``t,speed_mps,yaw_rate_dps``)."""
-
-    def __init__(self, t: np.ndarray, speed_mps: np.ndarray, yaw_rate_dps: np.ndarray, name: str = "odometry") -> None:
-        self.t = np.asarray(t, dtype=np.float64)
-        self.speed = np.asarray(speed_mps, dtype=np.float64)
-        self.yaw = np.asarray(yaw_rate_dps, dtype=np.float64)
-        if not (len(self.t) == len(self.speed) == len(self.yaw)):
-            raise ValueError("odometry columns differ in length")
-        if len(self.t) > 1 and np.any(np.diff(self.t) <= 0):
-            raise ValueError(f"{name}: odometry times must increase")
-        if not (np.all(np.isfinite(self.speed)) and np.all(np.isfinite(self.yaw))):
-            raise ValueError(f"{name}: odometry holds NaN or infinite values")
-        self.name = name
-        self._i = 0
-
-    @classmethod
-    def from_log(cls, log_: Any) -> Odometry:
-        return cls(log_.t, log_.speed_mps, log_.yaw_rate_dps, "simulated odometry")
-
-    @classmethod
-    def from_csv(cls, path: str | Path) -> Odometry:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"odometry {path}: no such file (expected CSV t,speed_mps,yaw_rate_dps)")
-        rows = []
-        for n, line in enumerate(path.read_text().splitlines(), 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            try:
-                values = [float(v) for v in line.split(",")]
-                if len(values) != 3:
-                    raise ValueError
-            except ValueError:
-                if n == 1:
-                    continue  # header
-                raise ValueError(f"{path}:{n}: expected 't,speed_mps,yaw_rate_dps', got {line!r}") from None
-            rows.append(values)
-        if not rows:
-            raise ValueError(f"{path}: no odometry rows")
-        a = np.asarray(rows)
-        return cls(a[:, 0], a[:, 1], a[:, 2], str(path))
-
-    def poll(self, t: float) -> list[OdometrySample]:
-        j = int(np.searchsorted(self.t, t, side="right"))
-        out = [OdometrySample(float(self.t[k]), float(self.speed[k]), float(self.yaw[k])) for k in range(self._i, j)]
-        self._i = max(self._i, j)
-        return out

@@ -65,3 +65,53 @@ def test_bad_specs_and_images_are_refused():
         BevSpec(gsd_m=0)
     with pytest.raises(ValueError, match=r"\(H, W\[, C\]\) image"):
         panorama_to_bev(np.zeros((4, 2, 3, 1), np.uint8), SPEC)
+
+
+torch = pytest.importorskip("torch")
+
+
+def bev_model_config():
+    from edge_geoloc.model.config import load_model_config
+
+    # micro's aerial input: 32 px for 64 m (2 m/px); a 16 px ground view reaches 16 m.
+    return load_model_config("micro").with_(bev_px=16, bev_radius_m=16.0)
+
+
+def test_the_models_ground_view_is_the_projection_and_turns_with_the_scene():
+    from edge_geoloc.model.vit import BevSampler
+
+    cfg = bev_model_config()
+    sampler = BevSampler(cfg)
+    h, w = cfg.street_input.height, cfg.street_input.width
+    pano = np.random.default_rng(0).random((h, w, 3)).astype(np.float32)
+    x = torch.from_numpy(pano).permute(2, 0, 1)[None]
+    bev = sampler(x)[0].permute(1, 2, 0).numpy()
+    assert bev.shape == (cfg.aerial.height, cfg.aerial.width, 3)
+    spec = BevSpec(16, cfg.aerial_gsd_m, cfg.cam_height_m, 16.0, cfg.elevation_range_deg)
+    want, mask = panorama_to_bev(pano, spec)
+    inner = bev[8:24, 8:24]  # the 16 px view in the middle of the 32 px canvas
+    np.testing.assert_allclose(inner[mask > 0], want[mask > 0], atol=1e-5)
+    assert not bev[:8].any() and not inner[mask == 0].any()
+    # A quarter turn of the scene (panorama rolled by W/4) turns the north-up view (what the trunk cache relies on).
+    rolled = sampler(torch.roll(x, w // 4, dims=-1))
+    torch.testing.assert_close(rolled, torch.rot90(sampler(x), k=-1, dims=(2, 3)), atol=1e-5, rtol=0)
+
+
+def test_a_bev_model_exports_with_its_ground_view_inside_the_street_graph(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from edge_geoloc.model.graphs import encoder_graph, export_onnx
+    from edge_geoloc.model.vit import CrossViewModel
+
+    cfg = bev_model_config()
+    model = CrossViewModel(cfg).eval()
+    x = torch.randn(2, 3, cfg.street_input.height, cfg.street_input.width)
+    with torch.no_grad():
+        fused = model.encode_street(x)
+        alone = model.street(x)
+        graph_out = encoder_graph(model, "street")(x)[0]
+    torch.testing.assert_close(graph_out, fused)
+    assert (fused - alone).abs().max() > 1e-3  # the ground view changes the descriptor
+    path = tmp_path / "street.onnx"
+    export_onnx(encoder_graph(model, "street"), (x,), str(path), opset=17)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
+    np.testing.assert_allclose(got, fused.numpy(), atol=1e-4)

@@ -47,9 +47,10 @@ class BevSpec:
 
 
 @lru_cache(maxsize=16)
-def _ground_maps(spec: BevSpec, pano_h: int, pano_w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def ground_maps(spec: BevSpec, pano_h: int, pano_w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(map_x, map_y) float32 panorama coordinates for each BEV pixel of a north-centred panorama,
-    and the mask (uint8, 255 where the ground is seen within the radius)."""
+    and the mask (uint8, 255 where the ground is seen within the radius). The model's BEV sampler
+    (:class:`edge_geoloc.model.vit.BevSampler`) uses the same maps."""
     s = spec.size_px
     offsets = (np.arange(s) + 0.5 - s / 2) * spec.gsd_m
     east = np.broadcast_to(offsets[None, :], (s, s))
@@ -74,7 +75,7 @@ def panorama_to_bev(
     if panorama.ndim not in (2, 3) or panorama.shape[0] < 2 or panorama.shape[1] < 4:
         raise ValueError(f"a panorama is an (H, W[, C]) image, got shape {panorama.shape}")
     h, w = panorama.shape[:2]
-    map_x, map_y, mask = _ground_maps(spec, h, w)
+    map_x, map_y, mask = ground_maps(spec, h, w)
     if centre_heading_deg:
         map_x = (map_x - centre_heading_deg / 360.0 * w) % w
     # Wrap the seam: one column of the other edge on each side, so interpolation across it is right.

@@ -126,6 +126,8 @@ def model_flops(cfg: ModelConfig, keep_ratio: float | None = None) -> dict[str, 
     unpruned = branch_flops(cfg, "aerial", 1.0)
     saved_macs = unpruned.linear_conv_macs - aerial.linear_conv_macs
     saved_full = unpruned.gflops_full - aerial.gflops_full
+    # A BEV model's street graph also runs the (shared) aerial branch on the panorama's ground view.
+    ground = aerial if cfg.bev_px else None
     return {
         "config": cfg.name,
         "keep_ratio": keep,
@@ -133,8 +135,9 @@ def model_flops(cfg: ModelConfig, keep_ratio: float | None = None) -> dict[str, 
         "street": street.as_dict(),
         "aerial": aerial.as_dict(),
         "offset_head": offset_flops(cfg),
-        "gmacs_paper": street.gmacs_paper + aerial.gmacs_paper,
-        "gflops_full": street.gflops_full + aerial.gflops_full,
+        "ground_view": ground.as_dict() if ground else None,
+        "gmacs_paper": street.gmacs_paper + aerial.gmacs_paper + (ground.gmacs_paper if ground else 0.0),
+        "gflops_full": street.gflops_full + aerial.gflops_full + (ground.gflops_full if ground else 0.0),
         "params": street.params + aerial.params + offset_flops(cfg)["params"],
         "pruning": {
             "keep_ratio": keep,

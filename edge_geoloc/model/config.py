@@ -80,6 +80,14 @@ class ModelConfig:
     keep_ratio: float = field(default=1.0, metadata=check(lambda v: 0 < v <= 1, "a keep ratio in (0, 1]"))
     prune_at: int = field(default=2, metadata=check(lambda v: v >= 0, "a block index"))
     offset_hidden: int = field(default=256, metadata=check(lambda v: v > 0, "a positive width"))
+    # Co-retrieval with the panorama's ground (Panorama-BEV): a bird's-eye view of ``bev_px`` pixels at the
+    # aerial GSD, projected from the street input (flat ground, ``cam_height_m``, the panorama's
+    # ``elevation_range_deg``, masked beyond ``bev_radius_m``), is encoded by the aerial branch and added
+    # to the panorama's descriptor. 0: off.
+    bev_px: int = field(default=0, metadata=check(lambda v: v >= 0, "a BEV size in pixels (0: off)"))
+    bev_radius_m: float = field(default=16.0, metadata=check(lambda v: v > 0, "a radius in metres"))
+    cam_height_m: float = field(default=2.0, metadata=check(lambda v: v > 0, "a camera height in metres"))
+    elevation_range_deg: tuple[float, float] = (-45.0, 45.0)  # the panorama's rows, bottom to top
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
@@ -88,6 +96,8 @@ class ModelConfig:
             raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
         if self.prune_at >= self.depth:
             raise ValueError(f"prune_at {self.prune_at} must be a block index below depth {self.depth}")
+        if self.bev_px and (self.bev_px > min(self.aerial.height, self.aerial.width) or self.fov_deg < 360):
+            raise ValueError(f"bev_px {self.bev_px}: a BEV needs a 360-degree panorama and fits in the aerial input")
         if self.pretrained_stem and any(b.patch not in (8, 16, 32) for b in (self.street, self.aerial)):
             raise ValueError(f"stem {self.stem}: the patch size is the backbone's output stride, 8, 16 or 32")
         if self.init is not None:

@@ -11,6 +11,7 @@ parity check uses it to prove ONNX Runtime keeps the same patches as torch.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from edge_geoloc.model.vit import CrossViewModel, OffsetHead, ViTBranch
@@ -20,12 +21,23 @@ KEPT = "kept"
 
 
 class EncoderGraph(nn.Module):
-    def __init__(self, branch: ViTBranch, keep_ratio: float | None = None, debug_kept: bool = False) -> None:
+    """``ground``: (the BEV sampler, the aerial branch) of a model with a BEV: the street descriptor
+    then also encodes the panorama's ground view (inside the same graph); the attention stays the
+    panorama branch's."""
+
+    def __init__(
+        self,
+        branch: ViTBranch,
+        keep_ratio: float | None = None,
+        debug_kept: bool = False,
+        ground: tuple[nn.Module, ViTBranch] | None = None,
+    ) -> None:
         super().__init__()
         self.branch = branch
         self.keep_ratio = keep_ratio
         self.debug_kept = debug_kept
         self.grid = branch.branch.grid
+        self.ground = nn.ModuleList(ground) if ground is not None else None
 
     @property
     def pruned(self) -> bool:
@@ -35,6 +47,9 @@ class EncoderGraph(nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.branch.forward_features(image, keep_ratio=self.keep_ratio)
         descriptor = self.branch.descriptor_from(out["tokens"])
+        if self.ground is not None:
+            sampler, aerial = self.ground
+            descriptor = F.normalize(descriptor + aerial(sampler(image)), dim=-1)
         scores = self.branch.patch_scores(out["attn"])
         rows, cols = self.grid
         kept = out.get("kept")
@@ -66,7 +81,8 @@ def encoder_graph(
 ) -> EncoderGraph:
     if branch not in ("street", "aerial"):
         raise ValueError(f"unknown branch {branch!r} (expected street or aerial)")
-    return EncoderGraph(getattr(model, branch), keep_ratio, debug_kept).eval()
+    ground = (model.bev, model.aerial) if branch == "street" and model.bev is not None else None
+    return EncoderGraph(getattr(model, branch), keep_ratio, debug_kept, ground).eval()
 
 
 def export_onnx(graph: nn.Module, inputs: tuple[torch.Tensor, ...], path_or_buffer: object, opset: int) -> None:

@@ -23,10 +23,12 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edge_geoloc.cameras.bev import BevSpec, ground_maps
 from edge_geoloc.model.config import BranchConfig, ModelConfig, conv_stem_widths, keep_count
 from edge_geoloc.model.efficientnet import EfficientNetLite
 
@@ -242,8 +244,34 @@ class OffsetHead(nn.Module):
         return self.mlp(torch.cat([street, aerial], dim=-1)) * self.scale
 
 
+class BevSampler(nn.Module):
+    """The bird's-eye view of a normalized panorama batch, on an aerial-sized canvas (the mean colour
+    outside the ground mask): one ``grid_sample`` with a constant grid, so it lives inside the exported
+    street graph. Geometry and its limits: :mod:`edge_geoloc.cameras.bev`."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        h, w = cfg.street_input.height, cfg.street_input.width
+        spec = BevSpec(cfg.bev_px, cfg.aerial_gsd_m, cfg.cam_height_m, cfg.bev_radius_m, cfg.elevation_range_deg)
+        map_x, map_y, mask = ground_maps(spec, h, w)
+        # The panorama is padded by one column on each side (the seam wraps), hence w + 2 and x + 1.
+        grid = np.stack([(map_x + 1.5) / (w + 2) * 2 - 1, (map_y + 0.5) / h * 2 - 1], axis=-1)
+        canvas = (cfg.aerial.height, cfg.aerial.width)
+        top, left = (canvas[0] - cfg.bev_px) // 2, (canvas[1] - cfg.bev_px) // 2
+        self.pad = (left, canvas[1] - cfg.bev_px - left, top, canvas[0] - cfg.bev_px - top)
+        self.register_buffer("grid", torch.from_numpy(grid.astype(np.float32))[None], persistent=False)
+        self.register_buffer("mask", torch.from_numpy((mask > 0).astype(np.float32))[None, None], persistent=False)
+
+    def forward(self, panorama: torch.Tensor) -> torch.Tensor:
+        padded = torch.cat([panorama[..., -1:], panorama, panorama[..., :1]], dim=-1)
+        grid = self.grid.expand(panorama.shape[0], -1, -1, -1)
+        bev = F.grid_sample(padded, grid, mode="bilinear", padding_mode="border", align_corners=False) * self.mask
+        return F.pad(bev, self.pad)
+
+
 class CrossViewModel(nn.Module):
-    """Street and aerial branches (unshared weights, as TransGeo) plus the offset head."""
+    """Street and aerial branches (unshared weights, as TransGeo) plus the offset head; with ``bev_px``
+    the street descriptor also encodes the panorama's ground view with the aerial branch."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -251,6 +279,23 @@ class CrossViewModel(nn.Module):
         self.street = ViTBranch(cfg, cfg.street_input)
         self.aerial = ViTBranch(cfg, cfg.aerial, prunable=True)
         self.offset = OffsetHead(cfg)
+        self.bev = BevSampler(cfg) if cfg.bev_px else None
+
+    def encode_street(
+        self, x: torch.Tensor, from_trunk: bool = False, bev_trunk: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The street descriptor: the panorama branch's, fused with its ground view's when the model has one.
+        ``from_trunk``: cached trunk features of the panorama (and ``bev_trunk`` of its ground view)."""
+        d = self.street(x, from_trunk=from_trunk)
+        if self.bev is None:
+            return d
+        if from_trunk:
+            if bev_trunk is None:
+                raise ValueError("a BEV model trained from cached trunk features needs the ground views' features too")
+            g = self.aerial(bev_trunk, from_trunk=True)
+        else:
+            g = self.aerial(self.bev(x))
+        return F.normalize(d + g, dim=-1)
 
     def forward(self, street: torch.Tensor, aerial: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.street(street), self.aerial(aerial)
+        return self.encode_street(street), self.aerial(aerial)

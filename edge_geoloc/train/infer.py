@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -34,15 +36,17 @@ def to_tensor(batch_hwc: np.ndarray, spec: InputSpec, device: torch.device | str
 
 @torch.no_grad()
 def encode(
-    branch: torch.nn.Module,
+    branch: Callable[..., torch.Tensor],
     images: np.ndarray,
     spec: InputSpec,
     batch_size: int = 128,
     device: torch.device | str = "cpu",
     keep_ratio: float | None = None,
 ) -> np.ndarray:
-    """Descriptors (N, D) float32 of uint8 images already at the branch's input size."""
-    branch.eval()
+    """Descriptors (N, D) float32 of uint8 images already at the branch's input size (``branch``: a
+    module, put in eval mode here, or a bound method of a model already in eval mode)."""
+    if isinstance(branch, torch.nn.Module):
+        branch.eval()
     out = []
     for s in range(0, len(images), batch_size):
         x = to_tensor(images[s : s + batch_size], spec, device)
@@ -55,7 +59,8 @@ def encode_street(
     model: CrossViewModel, panoramas: np.ndarray, batch_size: int = 128, device: str = "cpu"
 ) -> np.ndarray:
     spec, _ = input_specs(model.cfg)
-    return encode(model.street, crop_fov(panoramas, model.cfg), spec, batch_size, device)
+    model.eval()
+    return encode(model.encode_street, crop_fov(panoramas, model.cfg), spec, batch_size, device)
 
 
 def encode_aerial(

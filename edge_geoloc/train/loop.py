@@ -67,6 +67,7 @@ class Batch:
     aerial: torch.Tensor  # positives, then semi-positives when needed
     offset_m: torch.Tensor  # (2B or B, 2) of the aerial rows
     iou: torch.Tensor  # (2B or B,)
+    bev: torch.Tensor | None = None  # cached trunk features of the panoramas' ground views (BEV models)
 
 
 def make_batch(
@@ -131,11 +132,15 @@ def make_feature_batch(
     for i in idx:
         street = torch.from_numpy(feats.street[i].astype(np.float32))
         streets.append(roll_quarters(street, turns[int(i)]))
+    bev = None
+    if feats.bev is not None:  # the ground view turns with the scene, like the tile
+        bev = torch.from_numpy(np.stack([feats.bev[turns[int(i)], i] for i in idx]).astype(np.float32))
     return Batch(
         street=torch.stack(streets),
         aerial=torch.from_numpy(np.stack(aerials).astype(np.float32)),
         offset_m=torch.tensor(np.stack(offsets), dtype=torch.float32),
         iou=torch.tensor(np.asarray(ious), dtype=torch.float32),
+        bev=bev,
     )
 
 
@@ -147,6 +152,22 @@ def encode_features(branch: torch.nn.Module, feats: np.ndarray, batch: int = 512
         branch(torch.from_numpy(feats[s : s + batch].astype(np.float32)).to(device), from_trunk=True).float().cpu()
         for s in range(0, len(feats), batch)
     ]
+    return torch.cat(out).numpy()
+
+
+@torch.no_grad()
+def encode_street_features(
+    model: CrossViewModel, feats: TrunkFeatures, idx: np.ndarray | None = None, batch: int = 512, device: str = "cpu"
+) -> np.ndarray:
+    """Street descriptors (N, D) of cached trunk features (fused with the ground views' for a BEV model)."""
+    model.eval()
+    idx = np.arange(len(feats.street)) if idx is None else idx
+    tensor = lambda a: torch.from_numpy(a.astype(np.float32)).to(device)  # noqa: E731
+    out = []
+    for s in range(0, len(idx), batch):
+        rows = idx[s : s + batch]
+        bev = tensor(feats.bev[0, rows]) if feats.bev is not None else None
+        out.append(model.encode_street(tensor(feats.street[rows]), from_trunk=True, bev_trunk=bev).float().cpu())
     return torch.cat(out).numpy()
 
 
@@ -163,7 +184,7 @@ def validate(
     rng = np.random.default_rng(seed)
     q = np.sort(rng.choice(len(val), size=min(n_queries, len(val)), replace=False))
     if feats is not None:
-        s = encode_features(model.street, feats.street[q], device=device)
+        s = encode_street_features(model, feats, q, device=device)
         a = encode_features(model.aerial, feats.aerial[0], device=device)
     else:
         s = encode_street(model, val.street[q], device=device)
@@ -268,7 +289,7 @@ class Trainer:
         if not self.cfg.mined_negatives or epoch == 0:
             return None
         if feats is not None:
-            q = encode_features(self.model.street, feats.street, device=self.device)
+            q = encode_street_features(self.model, feats, device=self.device)
             r = encode_features(self.model.aerial, feats.aerial[0], device=self.device)
         else:
             q = encode_street(self.model, train.street, device=self.device)
@@ -298,7 +319,8 @@ class Trainer:
         b = batch.street.shape[0]
         cached = self.cfg.trunk_cache
         with torch.autocast(self.device, enabled=self.amp):
-            s = self.model.street(batch.street.to(self.device), from_trunk=cached)
+            bev = batch.bev.to(self.device) if batch.bev is not None else None
+            s = self.model.encode_street(batch.street.to(self.device), from_trunk=cached, bev_trunk=bev)
             a = self.model.aerial(batch.aerial.to(self.device), from_trunk=cached)
             a_pos = a[:b]
             loss_r = self.loss_fn(s.float(), a_pos.float())

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,7 @@ class TrunkFeatures:
 
     street: np.ndarray
     aerial: np.ndarray
+    bev: np.ndarray | None = None  # (4, N, C, h', w'): the panoramas' ground views through the aerial trunk
 
 
 def _digest(images: np.ndarray, key: dict) -> str:
@@ -56,14 +58,22 @@ def _digest(images: np.ndarray, key: dict) -> str:
 
 @torch.no_grad()
 def trunk_features(
-    trunk: torch.nn.Module, images: np.ndarray, spec: InputSpec, desc: str, batch: int = 128
+    trunk: torch.nn.Module,
+    images: np.ndarray,
+    spec: InputSpec,
+    desc: str,
+    batch: int = 128,
+    view: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> np.ndarray:
-    """(N, C, h, w) float16 trunk outputs of uint8 images at the branch's input size."""
+    """(N, C, h, w) float16 trunk outputs of uint8 images at the branch's input size, or of
+    ``view(image)`` (e.g. a panorama's ground view) when given."""
     trunk.eval()
     out: np.ndarray | None = None
     for s in tqdm(range(0, len(images), batch), desc=desc, unit="batch", leave=False):
-        x = to_tensor(images[s : s + batch], spec).contiguous(memory_format=torch.channels_last)  # 1.5x here
-        f = trunk(x).contiguous().numpy().astype(np.float16)
+        x = to_tensor(images[s : s + batch], spec)
+        if view is not None:
+            x = view(x)
+        f = trunk(x.contiguous(memory_format=torch.channels_last)).contiguous().numpy().astype(np.float16)  # 1.5x
         if out is None:
             out = np.empty((len(images), *f.shape[1:]), dtype=np.float16)
         out[s : s + len(f)] = f
@@ -111,7 +121,23 @@ def cache_trunk(
                 ),
             )
         )
-    return TrunkFeatures(s_feat, np.stack(a_feat))
+    bev = None
+    if model.bev is not None:
+        bev_key = {**key, "bev": [cfg.bev_px, cfg.bev_radius_m, cfg.cam_height_m, *cfg.elevation_range_deg]}
+        bev_feat = []
+        for k in turns:  # a quarter turn of the scene turns the north-up ground view like the tile
+            view = lambda x, k=k: torch.rot90(model.bev(x), k=-k, dims=(2, 3))  # noqa: E731
+            b_path = cache_dir / f"trunk-bev-{_digest(pano, {**bev_key, 'turn': k})}.npy"
+            bev_feat.append(
+                _cached(
+                    b_path,
+                    lambda v=view, k=k: trunk_features(
+                        model.aerial.patch_embed.trunk, pano, s_spec, f"ground view trunk {k * 90} deg", view=v
+                    ),
+                )
+            )
+        bev = np.stack(bev_feat)
+    return TrunkFeatures(s_feat, np.stack(a_feat), bev)
 
 
 def roll_quarters(street_features: torch.Tensor, k: int) -> torch.Tensor:

@@ -62,6 +62,14 @@ def test_cached_features_are_the_trunks_for_every_rotation(tmp_path):
     again = cache_trunk(model, street, aerial, tmp_path)
     np.testing.assert_array_equal(again.street, feats.street)
     np.testing.assert_array_equal(again.aerial, feats.aerial)
+    # Cached per city: a run over one of the cities reuses that city's files and computes nothing new.
+    by_city = cache_trunk(model, street, aerial, tmp_path / "c", True, np.array(["a", "a", "b"]), np.array(["a", "b"]))
+    np.testing.assert_array_equal(by_city.street, feats.street)
+    n_files = len(list((tmp_path / "c").glob("trunk-*.npy")))
+    assert n_files == 2 + 2 * 4
+    only_b = cache_trunk(model, street[2:], aerial[1:], tmp_path / "c", True, np.array(["b"]), np.array(["b"]))
+    assert len(list((tmp_path / "c").glob("trunk-*.npy"))) == n_files
+    np.testing.assert_array_equal(only_b.aerial, feats.aerial[:, 1:])
 
 
 def test_rolling_feature_columns_is_rolling_the_panorama():

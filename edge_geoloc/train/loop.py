@@ -282,7 +282,9 @@ class Trainer:
     def trunk(self, pairs: PairSet | None, rotations: bool, root: Path) -> TrunkFeatures | None:
         if pairs is None or not self.cfg.trunk_cache:
             return None
-        return cache_trunk(self.model, pairs.street, pairs.aerial, root / ".cache", rotations=rotations)
+        return cache_trunk(
+            self.model, pairs.street, pairs.aerial, root / ".cache", rotations, pairs.street_city, pairs.aerial_city
+        )
 
     def mine(self, train: PairSet, feats: TrunkFeatures | None, epoch: int) -> np.ndarray | None:
         """Look-alike lists for an epoch from the current model (none before the first epoch's training)."""

@@ -62,6 +62,8 @@ class PairSet:
     aerial_en: np.ndarray  # (M, 2)
     heading_deg: float | None  # of the panoramas' centre column (true north), when known
     tile_m: float
+    street_city: np.ndarray | None = None  # (N,) city name of each panorama (rows in city order)
+    aerial_city: np.ndarray | None = None  # (M,)
 
     def __len__(self) -> int:
         return len(self.street)
@@ -71,6 +73,7 @@ class PairSet:
         return PairSet(
             self.street[idx], self.aerial, self.label[idx], self.offset_m[idx], self.iou[idx],
             self.street_en[idx], self.aerial_en, self.heading_deg, self.tile_m,
+            None if self.street_city is None else self.street_city[idx], self.aerial_city,
         )  # fmt: skip
 
 
@@ -131,4 +134,6 @@ def load_pairs(
         aerial_en=aerial_en,
         heading_deg=ds.heading_deg,
         tile_m=ds.tile_m,
+        street_city=np.asarray(ds.cities)[ds.pano_city],
+        aerial_city=np.asarray(ds.cities)[ds.sat_city],
     )

@@ -19,6 +19,7 @@ Augmentation must then keep the pair consistent *in feature space*:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -96,47 +97,76 @@ def _cached(path: Path, build) -> np.ndarray:
     return arr
 
 
+def _runs(groups: np.ndarray | None, n: int) -> list[tuple[str, slice]]:
+    """Contiguous runs of equal group ids (the cities of a split, in city order), or one run of all."""
+    if groups is None:
+        return [("all", slice(0, n))]
+    groups = np.asarray(groups)
+    starts = [0, *(np.nonzero(groups[1:] != groups[:-1])[0] + 1).tolist(), n]
+    return [(str(groups[a]), slice(a, b)) for a, b in itertools.pairwise(starts) if b > a]
+
+
 def cache_trunk(
-    model: CrossViewModel, street: np.ndarray, aerial: np.ndarray, cache_dir: Path, rotations: bool = True
+    model: CrossViewModel,
+    street: np.ndarray,
+    aerial: np.ndarray,
+    cache_dir: Path,
+    rotations: bool = True,
+    street_groups: np.ndarray | None = None,
+    aerial_groups: np.ndarray | None = None,
 ) -> TrunkFeatures:
-    """Trunk features of a split's panoramas (at the model's FoV) and tiles (four rotations, or one)."""
+    """Trunk features of a split's panoramas (at the model's FoV) and tiles (four rotations, or one).
+
+    ``street_groups`` / ``aerial_groups``: a city per row (rows in city order): each city is cached
+    on its own, so a run over other towns, a subset or a superset of them reuses what was computed."""
     cfg = model.cfg
     if not cfg.pretrained_stem:
         raise ValueError(f"model '{cfg.name}': a trunk cache needs a pretrained stem, not stem {cfg.stem!r}")
     s_spec, a_spec = input_specs(cfg)
     key = {"stem": cfg.stem, "stages": cfg.stem_stages, "mean": list(cfg.mean), "std": list(cfg.std)}
     pano = crop_fov(street, cfg)
-    s_path = cache_dir / f"trunk-street-{_digest(pano, {**key, 'patch': cfg.street.patch})}.npy"
-    s_feat = _cached(s_path, lambda: trunk_features(model.street.patch_embed.trunk, pano, s_spec, "street trunk"))
+    s_trunk, a_trunk = model.street.patch_embed.trunk, model.aerial.patch_embed.trunk
+
+    def grouped(images: np.ndarray, groups, kind: str, part_key: dict, build) -> np.ndarray:
+        parts = []
+        for name, rows in _runs(groups, len(images)):
+            part = np.ascontiguousarray(images[rows])
+            path = cache_dir / f"trunk-{kind}-{_digest(part, {**key, **part_key, 'group': name})}.npy"
+            parts.append(_cached(path, lambda p=part, name=name: build(p, f"{kind} trunk {name}")))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    s_feat = grouped(
+        pano, street_groups, "street", {"patch": cfg.street.patch}, lambda p, d: trunk_features(s_trunk, p, s_spec, d)
+    )
     turns = range(4) if rotations else range(1)
-    a_feat = []
-    for k in turns:
-        tiles = np.ascontiguousarray(np.rot90(aerial, k=-k, axes=(1, 2)))
-        a_path = cache_dir / f"trunk-aerial-{_digest(tiles, {**key, 'patch': cfg.aerial.patch})}.npy"
-        a_feat.append(
-            _cached(
-                a_path,
-                lambda t=tiles, k=k: trunk_features(
-                    model.aerial.patch_embed.trunk, t, a_spec, f"aerial trunk {k * 90} deg"
-                ),
-            )
+    a_feat = [
+        grouped(
+            aerial,
+            aerial_groups,
+            f"aerial{k * 90}",
+            {"patch": cfg.aerial.patch},
+            lambda p, d, k=k: trunk_features(a_trunk, np.ascontiguousarray(np.rot90(p, k=-k, axes=(1, 2))), a_spec, d),
         )
+        for k in turns
+    ]
     bev = None
     if model.bev is not None:
-        bev_key = {**key, "bev": [cfg.bev_px, cfg.bev_radius_m, cfg.cam_height_m, *cfg.elevation_range_deg]}
-        bev_feat = []
-        for k in turns:  # a quarter turn of the scene turns the north-up ground view like the tile
-            view = lambda x, k=k: torch.rot90(model.bev(x), k=-k, dims=(2, 3))  # noqa: E731
-            b_path = cache_dir / f"trunk-bev-{_digest(pano, {**bev_key, 'turn': k})}.npy"
-            bev_feat.append(
-                _cached(
-                    b_path,
-                    lambda v=view, k=k: trunk_features(
-                        model.aerial.patch_embed.trunk, pano, s_spec, f"ground view trunk {k * 90} deg", view=v
+        bev_key = {"bev": [cfg.bev_px, cfg.bev_radius_m, cfg.cam_height_m, *cfg.elevation_range_deg]}
+        # A quarter turn of the scene turns the north-up ground view like the tile.
+        bev = np.stack(
+            [
+                grouped(
+                    pano,
+                    street_groups,
+                    f"bev{k * 90}",
+                    bev_key,
+                    lambda p, d, k=k: trunk_features(
+                        a_trunk, p, s_spec, d, view=lambda x: torch.rot90(model.bev(x), k=-k, dims=(2, 3))
                     ),
                 )
-            )
-        bev = np.stack(bev_feat)
+                for k in turns
+            ]
+        )
     return TrunkFeatures(s_feat, np.stack(a_feat), bev)
 
 

@@ -423,7 +423,17 @@ class Trainer:
         if self.cfg.offset_fit_epochs and best_path.exists() and not load_checkpoint(best_path).get("offset_fit"):
             best_state = load_checkpoint(best_path, expect=self.mcfg)
             self.model.load_state_dict(best_state["model"])
-            fit = fit_offset_head(self.model, train, val, epochs=self.cfg.offset_fit_epochs, seed=self.cfg.seed)
+            cached = {id(train): feats, id(val): val_feats}
+            encode = None
+            if feats is not None:  # the frozen trunk's cached features: minutes of image encoding saved
+
+                def encode(p: PairSet) -> tuple[np.ndarray, np.ndarray]:
+                    f = cached[id(p)]
+                    return encode_street_features(self.model, f), encode_features(self.model.aerial, f.aerial[0])
+
+            fit = fit_offset_head(
+                self.model, train, val, epochs=self.cfg.offset_fit_epochs, seed=self.cfg.seed, encode=encode
+            )
             best_state["model"] = self.model.state_dict()
             best_state["offset_fit"] = fit
             best_state["metrics"][-1].update(fit)

@@ -10,6 +10,7 @@ be any of them) in seconds.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -22,10 +23,15 @@ from edge_geoloc.train.pairs import PairSet
 log = logging.getLogger(__name__)
 
 
-def offset_pairs(model: CrossViewModel, pairs: PairSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(street descriptors (N*4, D), tile descriptors (N*4, D), offsets (N*4, 2) metres)."""
-    s = encode_street(model, pairs.street)
-    a = encode_aerial(model, pairs.aerial)
+Encode = Callable[[PairSet], tuple[np.ndarray, np.ndarray]]
+
+
+def offset_pairs(
+    model: CrossViewModel, pairs: PairSet, encode: Encode | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(street descriptors (N*4, D), tile descriptors (N*4, D), offsets (N*4, 2) metres). ``encode``:
+    (street, tile) descriptors of a pair set some faster way (a frozen trunk's cached features)."""
+    s, a = encode(pairs) if encode else (encode_street(model, pairs.street), encode_aerial(model, pairs.aerial))
     n, k = pairs.label.shape
     return np.repeat(s, k, axis=0), a[pairs.label.ravel()], pairs.offset_m.reshape(n * k, 2)
 
@@ -38,9 +44,11 @@ def fit_offset_head(
     lr: float = 2e-3,
     batch_size: int = 512,
     seed: int = 0,
+    encode: Encode | None = None,
 ) -> dict[str, float]:
     """Fit ``model.offset`` in place; returns the median offset error (m) on train and val pairs."""
-    s, a, y = (torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for v in offset_pairs(model, train))
+    pairs = offset_pairs(model, train, encode)
+    s, a, y = (torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for v in pairs)
     head = model.offset
     head.train()
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
@@ -61,7 +69,7 @@ def fit_offset_head(
     for name, part in (("train", train), ("val", val)):
         if part is None:
             continue
-        ps, pa, py = offset_pairs(model, part) if part is not train else (s.numpy(), a.numpy(), y.numpy())
+        ps, pa, py = offset_pairs(model, part, encode) if part is not train else (s.numpy(), a.numpy(), y.numpy())
         with torch.no_grad():
             pred = head(torch.from_numpy(ps), torch.from_numpy(pa)).numpy()
         err = np.linalg.norm(pred - py, axis=1)

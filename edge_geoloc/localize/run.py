@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +50,13 @@ def run_loop(
     on_fix: Callable[[Frame, Fix], None] | None = None,
     frame_timeout_s: float | None = 30.0,
     attitude: AttitudeLog | None = None,
+    outputs: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Run until the source ends (or is lost, or SIGINT, or ``max_frames``); returns the summary.
 
     Before each frame, the events up to its time go to the localizer: GNSS fixes from ``prior``,
-    ``odometry`` samples and autopilot ``attitude`` samples (a drone camera's)."""
+    ``odometry`` samples and autopilot ``attitude`` samples (a drone camera's). Each fix then goes to
+    ``writer``, ``nmea`` and each of ``outputs`` (``send``/``close``/``stats``: the MAVLink output)."""
     prior = prior or Prior()
     ended_by = "end of source"
     error: str | None = None
@@ -81,6 +83,8 @@ def run_loop(
                 writer.write(fix)
             if nmea is not None:
                 nmea.send(fix)
+            for out in outputs:
+                out.send(fix)
             if on_fix is not None:
                 on_fix(frame, fix)
         else:
@@ -94,6 +98,8 @@ def run_loop(
             writer.close()
         if nmea is not None:
             nmea.close()
+        for out in outputs:
+            out.close()
     summary = localizer.summary()
     summary.update(
         {
@@ -107,6 +113,8 @@ def run_loop(
         summary["error"] = error
     if nmea is not None:
         summary["nmea_out"] = {"sent": nmea.sent, "errors": nmea.errors}
+    for out in outputs:
+        summary.setdefault("outputs", []).append(out.stats())
     return summary
 
 
@@ -139,6 +147,8 @@ def format_summary(s: dict[str, Any]) -> str:
     tot = s.get("total_ms", {})
     if tot.get("n"):
         lines.append(f"  {'total':<8} p50 {tot['p50']:7.2f} ms  p99 {tot['p99']:7.2f} ms")
+    for out in s.get("outputs", []):
+        lines.append(f"  out {out}")
     if s.get("error"):
         lines.append(f"  error: {s['error']}")
     return "\n".join(lines)

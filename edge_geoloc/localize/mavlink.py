@@ -361,14 +361,20 @@ class MavlinkLink:
             self._check_link()
 
     def _read_all(self) -> None:
-        while True:
-            msg = self.conn.recv_match(blocking=False)
-            if msg is None:
-                break
+        msgs = []
+        while (msg := self.conn.recv_match(blocking=False)) is not None:
             stamp = float(getattr(msg, "_timestamp", 0.0))
-            if self._t0_replay is None:
-                self._t0_replay = stamp
-            self.handle(msg, stamp - self._t0_replay + self.cfg.log_offset_s)
+            self._t0_replay = stamp if self._t0_replay is None else self._t0_replay
+            msgs.append((msg, stamp - self._t0_replay + self.cfg.log_offset_s))
+        # A replay may look ahead: the whole log's clock offset first, so every event is stamped with it.
+        if self.sysid is None:
+            self.sysid = next((m.get_srcSystem() for m, _ in msgs if self._is_autopilot(m)), None)
+        for msg, t in msgs:
+            boot = getattr(msg, "time_boot_ms", None)
+            if boot is not None and msg.get_srcSystem() == self.sysid:
+                self.sync.add_arrival(boot / 1000.0, t)
+        for msg, t in msgs:
+            self.handle(msg, t)
         if not self._heard.is_set():
             others = f" (only system(s) {sorted(self.other_systems)})" if self.other_systems else ""
             raise MavlinkError(f"{self.option} {self.spec}: no autopilot heartbeat in the telemetry log{others}")
@@ -417,15 +423,16 @@ class MavlinkLink:
         if handler is not None:
             handler(msg, arrival)
 
+    def _is_autopilot(self, msg: Any) -> bool:
+        """A vehicle's autopilot heartbeat (not a ground station's, a companion's, a gimbal's)."""
+        m = self.mav
+        if msg.get_type() != "HEARTBEAT" or msg.autopilot == m.MAV_AUTOPILOT_INVALID:
+            return False
+        return msg.type not in (m.MAV_TYPE_GCS, m.MAV_TYPE_ONBOARD_CONTROLLER, m.MAV_TYPE_GIMBAL, m.MAV_TYPE_ADSB)
+
     def _heartbeat(self, msg: Any, src: int, comp: int) -> None:
         m = self.mav
-        is_autopilot = msg.autopilot != m.MAV_AUTOPILOT_INVALID and msg.type not in (
-            m.MAV_TYPE_GCS,
-            m.MAV_TYPE_ONBOARD_CONTROLLER,
-            m.MAV_TYPE_GIMBAL,
-            m.MAV_TYPE_ADSB,
-        )
-        if not is_autopilot:
+        if not self._is_autopilot(msg):
             return
         if self.sysid is None:
             self.sysid = src

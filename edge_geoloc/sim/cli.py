@@ -38,6 +38,8 @@ def synthetic_inputs(args: argparse.Namespace, camera: Any, index: Any) -> RunIn
 
 def _demo(args: argparse.Namespace) -> int:
     uav = args.vehicle == "uav"
+    if args.mavlink and not uav:
+        raise SystemExit("edge-geoloc demo: --mavlink needs --vehicle uav (a car has no autopilot)")
     if uav:
         from edge_geoloc.sim.uav_demo import run_uav_demo as run
     else:
@@ -56,7 +58,7 @@ def _demo(args: argparse.Namespace) -> int:
         workers=args.workers,
         map_cache=args.map_cache,
         progress=not args.quiet,
-        **({"altitude_m": args.altitude} if uav else {}),
+        **({"altitude_m": args.altitude, "mavlink": args.mavlink, "mavlink_speed": args.mavlink_speed} if uav else {}),
     )
     return 0
 
@@ -78,6 +80,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--rate-hz", type=float, default=None, help="camera frames per second (default: car 2, uav 1)")
     d.add_argument("--vehicle", choices=("car", "uav"), default="car", help="a car with a 360 camera, or a drone")
     d.add_argument("--altitude", type=float, default=120.0, help="uav: metres above ground")
+    d.add_argument(
+        "--mavlink",
+        action="store_true",
+        help="uav: the sensors come from a simulated autopilot over MAVLink (loopback UDP), fixes go back as GPS_INPUT",
+    )
+    d.add_argument("--mavlink-speed", type=float, default=4.0, help="uav --mavlink: times real time the flight plays")
     d.add_argument("--seed", type=int, default=0, help="the drive, its sensors and the appearance")
     d.add_argument(
         "--budget-ms", type=float, default=None, help="per-frame budget; 0: none (default: car 100, uav 500)"

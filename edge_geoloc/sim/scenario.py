@@ -13,7 +13,7 @@ Workstation wing: it renders the world and drives the device loop, which never i
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,14 +136,20 @@ def run_scenario(
     writer: Any = None,
     frames: list[Frame] | None = None,
     localizer: Localizer | None = None,
+    events: Any = None,
+    source: Any = None,
+    outputs: Sequence[Any] = (),
 ) -> RunResult:
     """The real loop over the scenario's rendered frames (rendered in the capture thread, in lockstep).
 
-    ``localizer``: one already built (a drone camera's, or with other settings) instead of the default."""
+    ``localizer``: one already built (a drone camera's, or with other settings) instead of the default.
+    ``events``: where GNSS, odometry and attitude come from instead of the scenario's logs (anything with
+    ``.prior``, ``.odometry``, ``.attitude``: the MAVLink link of the simulated autopilot); ``source``: the
+    frame source instead of the frames (paced ones); ``outputs``: more fix outputs (MAVLink)."""
     from edge_geoloc.localize.sources import ListSource
 
     loc = localizer or Localizer(encoder, index, sc.camera, config, filter_config, offset, start_utc=sc.gps.start_utc)
-    src = ListSource(frames, "pre-rendered") if frames is not None else sc.source()
+    src = source or (ListSource(frames, "pre-rendered") if frames is not None else sc.source())
     records: list[Record] = []
     fixes: list[Fix] = []
     conv = loc.convergence
@@ -173,14 +179,13 @@ def run_scenario(
         if progress is not None:
             progress(frame, fix)
 
+    if events is not None:
+        prior, odometry, attitude = events.prior, events.odometry, events.attitude
+    else:
+        prior = SimulatedGps(sc.gps) if use_gps else None
+        odometry, attitude = (Odometry.from_log(sc.odometry) if use_odometry else None), sc.attitude()
     summary = run_loop(
-        loc,
-        Capture(src, mode="lockstep"),
-        SimulatedGps(sc.gps) if use_gps else None,
-        Odometry.from_log(sc.odometry) if use_odometry else None,
-        writer=writer,
-        on_fix=on_fix,
-        attitude=sc.attitude(),
+        loc, Capture(src, mode="lockstep"), prior, odometry, writer=writer, on_fix=on_fix, attitude=attitude, outputs=outputs
     )
     return RunResult(records, summary, fixes)
 

@@ -40,8 +40,14 @@ def run_uav_demo(
     progress: bool = True,
     altitude_m: float = 120.0,
     yaw: str = "untrusted",
+    mavlink: bool = False,
+    mavlink_speed: float = 4.0,
 ) -> dict[str, Any]:
-    """Run the UAV demo (see the module docstring); returns the report."""
+    """Run the UAV demo (see the module docstring); returns the report.
+
+    ``mavlink``: attitude, height, GNSS and odometry come from a simulated autopilot over MAVLink on loopback
+    UDP (played ``mavlink_speed`` times real time) and the fixes go back to it as GPS_INPUT
+    (:func:`edge_geoloc.sim.autopilot.run_through_mavlink`); the report adds what it received."""
     from edge_geoloc.localize.loop import Localizer
     from edge_geoloc.localize.run import open_models
     from edge_geoloc.sim.demo import loop_and_report, prepare_demo
@@ -65,16 +71,22 @@ def run_uav_demo(
         **run.meta(
             duration_s=duration_s, outage=list(outage), rate_hz=rate_hz, seed=seed, budget_ms=budget_ms,
             encoder=repr(encoder), altitude_m=altitude_m, camera_tilt_deg=camera.mount.tilt_deg, yaw=yaw,
-            magnetometer_bias_deg=attitude.yaw_bias_deg,
+            magnetometer_bias_deg=attitude.yaw_bias_deg, inputs="mavlink" if mavlink else "simulated logs",
         ),
     }  # fmt: skip
+
+    def loop(show: Any, writer: Any) -> Any:
+        if mavlink:
+            from edge_geoloc.sim.autopilot import run_through_mavlink
+
+            return run_through_mavlink(sc, frames, loc, run.out, mavlink_speed, meta, show, writer)
+        return run_scenario(sc, encoder, index, progress=show, writer=writer, frames=frames, localizer=loc)
+
     return loop_and_report(
         sc,
         frames,
         run.out,
-        lambda show, writer: run_scenario(
-            sc, encoder, index, progress=show, writer=writer, frames=frames, localizer=loc
-        ),
+        loop,
         meta=meta,
         loop_keys=("encodes", "vision_heading"),
         markdown=report_markdown,
@@ -143,6 +155,7 @@ def report_markdown(r: dict[str, Any]) -> str:
         ("loop speed", f"{r['fps']} frames/s ({r['loop']['encodes']} patch encodes; budget {r['budget_ms']} ms,"
          f" {r['deadline_misses']} deadline misses)"),
     ]  # fmt: skip
+    rows += _mavlink_rows(r.get("mavlink"))
     intro = f"""A drone flies {r["distance_km"]} km over the synthetic town `{r["region"]}` at {r["altitude_m"]:g} m,
 its camera {r["camera_tilt_deg"]:g} degrees forward of nadir. Its GNSS receiver loses the fix from
 {r["outage"][0]:g} s to {r["outage"][1]:g} s; the autopilot's yaw is {r["yaw"]}. Each frame
@@ -152,4 +165,28 @@ not trusted), encoded by the drone branch of `{r["model"]}` ({r["encoder"]}) and
 map the car uses; the particle filter fuses the matches with ground speed and the gyro's yaw rate.
 The odometry-only line is the same filter without vision."""
     title = f"edge-geoloc UAV demo: {r['region']}, GPS denied for {r['outage_s']:g} s"
-    return report_page(title, intro, rows, r, f"edge-geoloc demo --vehicle uav --out DIR --seed {r['seed']}")
+    how = f"edge-geoloc demo --vehicle uav --out DIR --seed {r['seed']}" + (" --mavlink" if r.get("mavlink") else "")
+    return report_page(title, intro, rows, r, how)
+
+
+def _mavlink_rows(m: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    """The report's lines on the MAVLink run: what the simulated autopilot received."""
+    if not m:
+        return []
+    sync = m["link"]["time_sync"]
+    err, out_err = m.get("gps_input_error_m", {}), m.get("gps_input_outage_error_m", {})
+    lat, comp = m.get("gps_input_latency_ms", {}), m["companion_out"].get("latency_ms", {})
+    return [
+        ("inputs", f"MAVLink from a simulated autopilot on loopback UDP, played {m['speed']:g}x real time"),
+        ("GPS_INPUT received: messages / rate / sent as no fix",
+         f"{m['gps_input_messages']} / {m.get('gps_input_rate_hz')} Hz / {m.get('gps_input_no_fix', 0)}"),
+        ("GPS_INPUT position error: whole flight median / p95",
+         f"{err.get('median')} m / {err.get('p95')} m"),
+        ("GPS_INPUT position error in the outage: median / p95 (no-fix messages there)",
+         f"{out_err.get('median')} m / {out_err.get('p95')} m ({m.get('gps_input_outage_no_fix', 0)})"),
+        ("frame to message latency, companion: p50 / p99 (real time)", f"{comp.get('p50')} ms / {comp.get('p99')} ms"),
+        ("frame to receipt latency, autopilot: p50 / p99 (real time)", f"{lat.get('p50')} ms / {lat.get('p99')} ms"),
+        ("time sync (autopilot boot clock to the loop's)",
+         f"{sync.get('method')}, offset {sync.get('offset_s')} s +- {sync.get('error_s')} s"
+         f" (true offset known to the simulation: error {m.get('time_sync_error_ms')} ms)"),
+    ]  # fmt: skip

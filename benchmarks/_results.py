@@ -5,13 +5,14 @@ Not a benchmark itself (the leading underscore keeps ``make test`` from running 
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from edge_geoloc.config import strict_json
 
 
 def load_line(before: float) -> str:
@@ -32,7 +33,7 @@ def write_json(out: Path, rows: list[dict], notes: list[str], started: float, **
         "seconds": round(time.perf_counter() - started, 1),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps([meta, *rows], indent=1) + "\n")
+    out.write_text(strict_json([meta, *rows], indent=1) + "\n")
 
 
 def write_markdown(path: Path, title: str, table: str) -> None:

@@ -16,7 +16,6 @@ table, writes JSON (``--json``) and, on a full run, the committed table
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_geoloc.config import strict_json
 from edge_geoloc.world.aerial import prepare_aerial, render_aerial
 from edge_geoloc.world.appearance import Appearance
 from edge_geoloc.world.camera import render_uav
@@ -127,7 +127,7 @@ def main() -> None:
     }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+        args.json.write_text(strict_json({"meta": meta, "results": results}, indent=2))
     if not args.quick:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "views.md").write_text(

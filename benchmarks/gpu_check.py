@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import glob
 import importlib.util
-import json
 import os
 import shutil
 import subprocess
@@ -27,6 +26,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from edge_geoloc.config import strict_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "gpu_check.json"
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_check: no NVIDIA GPU on this machine (no nvidia-smi / /dev/nvidia*): nothing to build or time")
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps([{"_meta": True, "gpu": None, "note": "no NVIDIA GPU"}]))
+            args.json.write_text(strict_json([{"_meta": True, "gpu": None, "note": "no NVIDIA GPU"}]))
         return 0
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     have_trt = importlib.util.find_spec("tensorrt") is not None
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     out = args.json or RESULTS
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps([{"_meta": True, "gpu": gpu, "notes": notes, "failures": failures}, *rows], indent=1))
+    out.write_text(strict_json([{"_meta": True, "gpu": gpu, "notes": notes, "failures": failures}, *rows], indent=1))
     print(f"wrote {out}")
     if failures:
         print("FP16 parity below 0.999: " + "; ".join(failures))

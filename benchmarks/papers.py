@@ -33,6 +33,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from edge_geoloc.config import strict_json  # noqa: E402
 from edge_geoloc.export.flops import branch_flops  # noqa: E402
 from edge_geoloc.train.config import LossConfig, TrainConfig  # noqa: E402
 from edge_geoloc.train.evaluation import evaluate_checkpoint  # noqa: E402
@@ -85,7 +86,7 @@ def evaluate(ckpt: Path, data: Path, orientations: list[str], max_queries: int, 
         return json.loads(cache.read_text())
     report = evaluate_checkpoint(ckpt, data, orientations=orientations, max_queries=max_queries)
     if cache is not None:
-        cache.write_text(json.dumps(report))
+        cache.write_text(strict_json(report))
     return report
 
 
@@ -226,7 +227,7 @@ def main() -> None:
     rows = run(args)
     print_table(rows)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(rows, indent=1))
+    Path(args.json).write_text(strict_json(rows, indent=1))
     print(f"\nwrote {args.json} ({len(rows)} rows, {time.time() - t0:.0f} s)")
 
 

@@ -32,7 +32,6 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse
 import dataclasses
 import gc
-import json
 import math
 import platform
 import shutil
@@ -42,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_geoloc.config import dump_config
+from edge_geoloc.config import dump_config, strict_json
 from edge_geoloc.geo import MapCRS, Tiling
 from edge_geoloc.mapbuild.build import build_from_descriptors, build_map
 from edge_geoloc.maps import MapIndex
@@ -628,7 +627,7 @@ def main() -> None:
     print("\n" + table(rows))
     path = Path(args.json) if args.json else RESULTS / ("search.quick.json" if args.quick else "search.json")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1))
+    path.write_text(strict_json(result, indent=1))
     if not args.quick and not args.json:
         (RESULTS / "search.md").write_text(
             f"# Scoped map search\n\n{source} descriptors; {result['machine']}; {result['cpu']};"

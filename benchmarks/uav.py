@@ -27,7 +27,6 @@ drone branch's training adds), unless ``--quick``.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -37,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edge_geoloc.config import strict_json
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "uav.json"
@@ -150,7 +151,7 @@ def evaluate_frames(
                 mount=Mount(tilt_deg=s.tilt),
                 attitude=AttitudeConfig(yaw="trusted" if yaw_known else "untrusted"),
             )
-            locs[s.tilt] = Localizer(encoder, index, cam, LoopConfig(budget_ms=None))
+            locs[s.tilt] = Localizer(encoder, index, cam, LoopConfig(budget_ms=None, trust_uncalibrated=True))
         loc = locs[s.tilt]
         conv = loc.convergence
         t = 10.0 * (i + 1)
@@ -304,7 +305,7 @@ def main() -> int:
     }
     path = args.json or (RESULTS.with_suffix(".quick.json") if args.quick else RESULTS)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1) + "\n")
+    path.write_text(strict_json(result, indent=1) + "\n")
     md = markdown(result)
     if not args.quick and args.json is None:
         RESULTS.with_suffix(".md").write_text(md)

@@ -13,6 +13,9 @@ Range checks live next to the field they constrain, as dataclass field metadata:
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -59,13 +62,35 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineMap:
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def read_text_file(path: str | Path, expected: str) -> str:
+    """A file's text (UTF-8), or a :class:`ConfigError` naming the file, what is wrong and ``expected``
+    (a folder, a missing file, binary bytes: a user's bad path is one clear line, never a codec traceback)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (expected {expected})") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder (expected {expected})") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be read ({err.strerror or err}; expected {expected})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}:{line}: not a text file (byte 0x{data[err.start]:02x} is not UTF-8; expected {expected})"
+        ) from None
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise ConfigError(f"{path}:{line}: not a text file (a NUL byte; expected {expected})")
+    return text
+
+
 def read_yaml(path: str | Path) -> Any:
     """Parse a YAML file, remembering key lines; syntax errors name the file and line."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
+    text = read_text_file(path, "a YAML file")
     loader = _LineLoader(text)
     loader.name = str(path)
     try:
@@ -74,6 +99,8 @@ def read_yaml(path: str | Path) -> Any:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         raise ConfigError(f"{where}: not valid YAML: {getattr(err, 'problem', err)}") from None
+    except (TypeError, RecursionError) as err:  # an unhashable (list or mapping) key; nesting past the stack
+        raise ConfigError(f"{path}: not a YAML file of settings ({type(err).__name__}: {err})") from None
     finally:
         loader.dispose()
 
@@ -156,9 +183,9 @@ def _convert(value: Any, tp: Any, where: str, key: str) -> Any:
             return value
         raise fail()
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
-        raise fail()
+        raise fail(" (a finite number)" if isinstance(value, float) else "")
     if tp is str:
         if isinstance(value, str):
             return value
@@ -195,8 +222,9 @@ def _build(cls: type[T], data: Mapping[str, Any], source: str, prefix: str = "")
         kwargs[name] = value
     try:
         return cls(**kwargs)
-    except (ValueError, TypeError) as err:
-        raise ConfigError(f"{where()}: {err}") from None
+    except (ValueError, TypeError) as err:  # a check across fields (__post_init__): the line of the key it names
+        named = next((str(k) for k in data if re.search(rf"\b{re.escape(str(k))}\b", str(err))), None)
+        raise ConfigError(f"{where(named)}: key '{prefix}{named}': {err}" if named else f"{where()}: {err}") from None
 
 
 def from_mapping(cls: type[T], data: Mapping[str, Any], source: str = "<mapping>") -> T:
@@ -225,3 +253,27 @@ def to_mapping(obj: Any) -> Any:
 def dump_config(obj: Any, path: str | Path) -> None:
     """Write a dataclass as YAML (keys in field order)."""
     Path(path).write_text(yaml.safe_dump(to_mapping(obj), sort_keys=False))
+
+
+def finite_or_none(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float (numpy scalars too) replaced by None, tuples as lists: what
+    strict JSON can hold (a value that is not known is null, never ``NaN``)."""
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_none(v) for v in obj]
+    if isinstance(obj, float) or (type(obj).__module__ == "numpy" and hasattr(obj, "dtype")):
+        if getattr(obj, "ndim", 0):
+            return finite_or_none(obj.tolist())
+        value = obj.item() if hasattr(obj, "item") else obj
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return value
+    return obj
+
+
+def strict_json(obj: Any, **options: Any) -> str:
+    """JSON text that every strict parser reads (JavaScript's ``JSON.parse``, jq, Go): NaN and infinities
+    become null (:func:`finite_or_none`) and ``allow_nan=False`` guards the rest. Every JSON the project
+    writes (fixes, summaries, reports, benchmark tables) goes through here."""
+    return json.dumps(finite_or_none(obj), allow_nan=False, **options)

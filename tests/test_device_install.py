@@ -81,7 +81,8 @@ def test_edge_geoloc_run_and_doctor_in_the_device_install(device_venv, tmp_path)
     out, summary = tmp_path / "fixes.jsonl", tmp_path / "summary.json"
     exe = str(device_venv / "bin" / "edge-geoloc")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    run = [exe, "run", "--map", str(map_dir), "--model", str(export), "--source", str(frames), "--out", str(out)]
+    run = [exe, "run", "--map", str(map_dir), "--model", str(export), "--source", str(frames), "--out", str(out),
+           "--trust-uncalibrated"]  # fmt: skip
     run += ["--threads", "1", "--rate-hz", "2", "--summary-json", str(summary)]
     p = subprocess.run(run, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert p.returncode == 0, p.stderr[-3000:]

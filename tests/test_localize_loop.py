@@ -50,7 +50,9 @@ def localizer(opened, **cfg) -> Localizer:
     """A random-weight encoder's similarities differ in the fourth decimal (the exact view of a tile scores
     1.0, its neighbours 0.9995): a small softmax temperature, and no (random) offset head."""
     encoder, index, offset = opened
-    config = LoopConfig(**{"budget_ms": None, "temperature": 1e-4, "use_offset": False, **cfg})
+    config = LoopConfig(
+        **{"budget_ms": None, "temperature": 1e-4, "use_offset": False, "trust_uncalibrated": True, **cfg}
+    )  # no GPS to fit the mixture against in these tests: vision is taken on trust
     return Localizer(encoder, index, CAMERA, config, offset=offset)
 
 
@@ -206,7 +208,7 @@ def write_folder(folder: Path, n: int) -> None:
 def cli(model, source: Path, out: Path, *extra: str) -> list[str]:
     export, map_dir = model
     return [sys.executable, "-c", BLOCK_TORCH, "run", "--map", str(map_dir), "--model", str(export), "--source",
-            str(source), "--out", str(out), "--threads", "1", *extra]  # fmt: skip
+            str(source), "--out", str(out), "--threads", "1", "--trust-uncalibrated", *extra]  # fmt: skip
 
 
 def test_run_cli_with_torch_blocked_to_the_end(model, tmp_path):

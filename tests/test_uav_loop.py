@@ -63,7 +63,7 @@ def attitude(n: int, yaw: float | None, height: float = HEIGHT, t0: float = 0.0,
 
 def run(opened, frames, att, camera=CAMERA, odometry=True, **uav):
     encoder, index = opened
-    loc = Localizer(encoder, index, camera, LoopConfig(budget_ms=None, temperature=1e-4), stage_config=UavConfig(**uav))
+    loc = Localizer(encoder, index, camera, LoopConfig(budget_ms=None, temperature=1e-4, trust_uncalibrated=True), stage_config=UavConfig(**uav))
     odo = Odometry(np.arange(0, 6.01, 0.1), np.full(61, 32.0), np.zeros(61)) if odometry else None  # 32 m/s east
     fixes = []
     summary = run_loop(loc, Capture(ListSource(frames)), None, odo, on_fix=lambda f, x: fixes.append(x), attitude=att)
@@ -140,7 +140,7 @@ def test_run_cli_with_a_uav_camera_and_torch_blocked(model, tmp_path):
     out, summary = tmp_path / "fixes.jsonl", tmp_path / "summary.json"
     cmd = [sys.executable, "-c", BLOCK_TORCH, "run", "--map", str(map_dir), "--model", str(export), "--source",
            str(folder), "--camera", str(tmp_path / "uav.yaml"), "--attitude", str(tmp_path / "attitude.csv"),
-           "--rate-hz", "1", "--threads", "1", "--budget-ms", "0", "--out", str(out), "--summary-json", str(summary)]  # fmt: skip
+           "--rate-hz", "1", "--threads", "1", "--budget-ms", "0", "--trust-uncalibrated", "--out", str(out), "--summary-json", str(summary)]  # fmt: skip
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert p.returncode == 0, p.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]

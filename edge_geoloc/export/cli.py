@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from edge_geoloc.config import strict_json
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -39,7 +40,7 @@ def _flops(args: argparse.Namespace) -> int:
     from edge_geoloc.model.config import load_model_config
 
     report = model_flops(load_model_config(args.config), args.keep_ratio)
-    print(json.dumps(report, indent=1) if args.json else format_table(report))
+    print(strict_json(report, indent=1) if args.json else format_table(report))
     return 0
 
 

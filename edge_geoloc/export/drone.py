@@ -11,7 +11,6 @@ so a mismatch is refused. Maps built with the export stay valid: the aerial grap
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from edge_geoloc.config import strict_json
 from edge_geoloc.export import flops as flop_count
 from edge_geoloc.export.parity import compare_graph, session_of, smooth_images
 from edge_geoloc.model.graphs import EncoderGraph, export_onnx
@@ -86,7 +86,7 @@ def export_drone(
     }
     if not ok:
         tmp.unlink(missing_ok=True)
-        (model_dir / "drone_report.json").write_text(json.dumps(report, indent=1))
+        (model_dir / "drone_report.json").write_text(strict_json(report, indent=1))
         raise DroneExportError(f"{model_dir}: drone.onnx disagrees with torch; see {model_dir / 'drone_report.json'}")
     tmp.replace(path)
     rect = state.get("rectified", {})
@@ -112,7 +112,7 @@ def export_drone(
     verify(model_dir, new)  # every graph, the drone's included, matches the new card
     report["seconds"] = round(time.perf_counter() - t0, 2)
     report["card"] = str(model_dir / CARD_FILE)
-    (model_dir / "drone_report.json").write_text(json.dumps(report, indent=1))
+    (model_dir / "drone_report.json").write_text(strict_json(report, indent=1))
     return report
 
 

@@ -11,7 +11,6 @@ runtime's preprocessing; with pruning, the kept patches must be identical. A fai
 from __future__ import annotations
 
 import io
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from edge_geoloc.config import strict_json
 from edge_geoloc.export import flops as flop_count
 from edge_geoloc.export.parity import (
     MAX_ABS,
@@ -233,7 +233,7 @@ def export_model(
         "seconds": round(time.perf_counter() - t0, 2),
         "export_seconds": round(t_export, 2),
     }
-    (out / "report.json").write_text(json.dumps(report, indent=1))
+    (out / "report.json").write_text(strict_json(report, indent=1))
     if not ok:
         raise ExportError(f"{out}: ONNX Runtime disagrees with torch beyond the thresholds; see {out / 'report.json'}")
     write_card(card, out)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_geoloc.cameras.uav import Attitude
-from edge_geoloc.localize.tables import number_or_nan, read_csv
+from edge_geoloc.localize.tables import Column, finite_or_nan, number_column, positive, read_table
 
 
 class AttitudeLog:
@@ -37,8 +37,16 @@ class AttitudeLog:
 
     @classmethod
     def from_csv(cls, path: str | Path) -> AttitudeLog:
-        columns = ("t", "roll_deg", "pitch_deg", "yaw_deg", "height_m")
-        a = np.asarray(read_csv(path, columns, "attitude", [number_or_nan] * len(columns)))
+        """Times, roll and pitch finite and times increasing, height above ground positive; yaw may be empty
+        (no magnetometer): anything else is refused at load with ``file:line``."""
+        columns = (
+            number_column("t"),
+            number_column("roll_deg"),
+            number_column("pitch_deg"),
+            Column("yaw_deg", finite_or_nan, "a finite number, or empty without a yaw"),
+            Column("height_m", positive, "a height above ground in metres > 0"),
+        )
+        a = np.asarray(read_table(path, columns, "attitude", increasing="t"), dtype=np.float64)
         return cls(a[:, 0], a[:, 1], a[:, 2], a[:, 3], a[:, 4], str(path))
 
     def poll(self, t: float) -> list[Attitude]:

@@ -203,6 +203,10 @@ class VisionCheck:
                     best, arg = float(ll[j]), (t, float(sig), float(self.OUTLIERS[j]))
         return arg
 
+    @property
+    def fitted(self) -> bool:
+        return self._fit is not None
+
     def temperature(self, default: float) -> float:
         return default if self._fit is None else self._fit[0]
 
@@ -219,4 +223,48 @@ class VisionCheck:
             "temperature": self.temperature(temperature),
             "sigma_m": round(self.sigma(sigma), 2),
             "outlier": self.outlier(outlier),
+        }
+
+
+class SeparationCheck:
+    """How far a frame's top score must stand above the map's score distribution to be worth a fix.
+
+    A frame the map cannot explain (pedestrians, a wall, the inside of a car) still has a best tile: its
+    top score merely sits where the highest of many chance scores sits. The separation of a frame is
+    ``(top - mean) / std`` of the query's scores against a fixed random sample of the map's tiles (a few
+    hundred dot products). While GPS pins the filter, each frame's separation is kept with whether its
+    top tile lay within a tile side of the truth; the calibrated margin is the ``quantile`` of the
+    separations of those right frames: a frame below it looks like the frames that were wrong, and its
+    mixture is uninformative. Before ``min_samples`` pinned frames there is no margin (None); with fewer
+    than ``min_right`` right frames among them the model never found this place and the margin is
+    infinite (no frame passes)."""
+
+    def __init__(self, quantile: float = 0.05, min_samples: int = 20, min_right: int = 5, keep: int = 400) -> None:
+        self.quantile, self.min_samples, self.min_right, self.keep = quantile, min_samples, min_right, keep
+        self.separation: list[float] = []
+        self.right: list[bool] = []
+
+    def add(self, separation: float, right: bool) -> None:
+        if not np.isfinite(separation):
+            return
+        self.separation.append(float(separation))
+        self.right.append(bool(right))
+        if len(self.separation) > self.keep:
+            del self.separation[0], self.right[0]
+
+    def margin(self) -> float | None:
+        if len(self.separation) < self.min_samples:
+            return None
+        right = np.asarray(self.separation)[np.asarray(self.right)]
+        if len(right) < self.min_right:
+            return float("inf")
+        return float(np.quantile(right, self.quantile))
+
+    def summary(self) -> dict:
+        m = self.margin()
+        return {
+            "samples": len(self.separation),
+            "right": int(sum(self.right)),
+            "margin": None if m is None or not np.isfinite(m) else round(m, 2),
+            "never_right": m is not None and not np.isfinite(m),
         }

@@ -8,7 +8,6 @@ with its simulated GNSS, odometry and attitude), so the device wing never import
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -16,6 +15,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from edge_geoloc.config import strict_json
 
 
 @dataclass
@@ -47,6 +48,8 @@ def _loop_config(args: argparse.Namespace, base: Any) -> Any:
         over["k"] = args.k
     if args.heading_every is not None:
         over["heading_every"] = args.heading_every
+    if args.trust_uncalibrated:
+        over["trust_uncalibrated"] = True
     return replace(base, **over)
 
 
@@ -88,6 +91,13 @@ def _run(args: argparse.Namespace) -> int:
         args.model, args.map, backend=args.backend, threads=args.threads, branch=branch
     )
     inputs = _inputs(args, camera if args.camera else None, index)
+    problem = getattr(inputs.prior, "problem", None)  # a GNSS log with nothing usable in it (gnss.py)
+    if problem:
+        if args.strict:
+            print(f"{problem} (--strict: refused)", file=sys.stderr)
+            inputs.prior.close()
+            return 2
+        print(f"warning: {problem}", file=sys.stderr)
     odometry = Odometry.from_csv(args.odometry) if args.odometry else inputs.odometry
     attitude = AttitudeLog.from_csv(args.attitude) if args.attitude else inputs.attitude
     start_utc = datetime.fromisoformat(args.start_utc) if args.start_utc else inputs.start_utc
@@ -108,7 +118,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     print(format_summary(summary), file=sys.stderr)
     if args.summary_json:
-        Path(args.summary_json).write_text(json.dumps(summary, indent=1) + "\n")
+        Path(args.summary_json).write_text(strict_json(summary, indent=1) + "\n")
     if summary["ended_by"] == "interrupted":
         return 130
     return 1 if summary["ended_by"] in ("source lost", "source stalled") else 0
@@ -135,6 +145,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="none, an NMEA log file, udp://HOST:PORT, serial:DEVICE[:BAUD] (or what a source plug-in offers)",
     )
     r.add_argument("--gps-offset-s", type=float, default=0.0, help="added to an NMEA log's times (replays)")
+    r.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse (exit 2) a --gps log with no valid NMEA sentence, only bad ones at its start, or no fix",
+    )
+    r.add_argument(
+        "--trust-uncalibrated",
+        action="store_true",
+        help="accept vision fixes before the mixture was fitted against GPS (a GPS-denied start; default: refused)",
+    )
     r.add_argument("--odometry", help="odometry CSV: t,speed_mps,yaw_rate_dps (on the frames' clock)")
     r.add_argument("--budget-ms", type=float, help="per-frame budget; 0: none (default: --config's, 100)")
     r.add_argument("--out", default="-", help="JSON Lines fixes ('-': stdout)")

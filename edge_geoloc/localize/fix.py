@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,12 +39,12 @@ class Fix:
     note: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        def r(v: float | None, nd: int) -> float | None:
-            return None if v is None else round(float(v), nd)
+        def r(v: float | None, nd: int) -> float | None:  # strict JSON: an unknown value is null, never NaN
+            return None if v is None or not math.isfinite(v) else round(float(v), nd)
 
         out = {
             "frame": self.frame,
-            "t": round(self.t, 3),
+            "t": r(self.t, 3),
             "time": self.time,
             "lat": r(self.lat, 8),
             "lon": r(self.lon, 8),
@@ -54,15 +55,15 @@ class Fix:
             "heading_sigma_deg": r(self.heading_sigma_deg, 2),
             "source": self.source,
             "mode": self.mode,
-            "topk": {"ids": self.topk_ids, "scores": [round(s, 4) for s in self.topk_scores]},
-            "stages_ms": {k: round(v, 2) for k, v in self.stages_ms.items()},
-            "total_ms": round(self.total_ms, 2),
+            "topk": {"ids": self.topk_ids, "scores": [r(s, 4) for s in self.topk_scores]},
+            "stages_ms": {k: r(v, 2) for k, v in self.stages_ms.items()},
+            "total_ms": r(self.total_ms, 2),
             "deadline_missed": self.deadline_missed,
         }
         if self.skipped:
             out["skipped"] = self.skipped
         if self.vision is not None:
-            out["vision"] = {k: round(v, 3) for k, v in self.vision.items()}
+            out["vision"] = {k: r(v, 3) for k, v in self.vision.items()}
         if self.speed_mps is not None:
             out["speed_mps"] = round(self.speed_mps, 2)
         if self.note:

@@ -29,6 +29,12 @@ plus the stage's running cost against the budget; work that does not fit is drop
 (the heading views first, then the offset head, then vision altogether), never queued. A frame whose
 total still exceeds the budget counts as a deadline miss. A frame older than the budget when it
 reaches the loop (the capture ran ahead) is not encoded at all.
+
+Uninformative frames (``vision_uninformative`` in the summary): a frame that cannot show a place (blank,
+black, blown out: :mod:`edge_geoloc.localize.sanity`) is not encoded; a mixture is kept out of the filter
+while it has not been fitted against GPS (unless ``trust_uncalibrated``), when the fitted outlier weight
+says vision is blind here, or when its top score does not stand out of the map's score distribution by
+the margin calibrated on GPS-pinned frames (:class:`~edge_geoloc.localize.calibrate.SeparationCheck`).
 """
 
 from __future__ import annotations
@@ -44,11 +50,12 @@ import numpy as np
 
 from edge_geoloc.cameras.uav import Attitude
 from edge_geoloc.geo.crs import wrap_deg
-from edge_geoloc.localize.calibrate import Candidates, HeadingCheck, VisionCheck, candidates
+from edge_geoloc.localize.calibrate import Candidates, HeadingCheck, SeparationCheck, VisionCheck, candidates
 from edge_geoloc.localize.filter import Estimate, FilterConfig, ParticleFilter
 from edge_geoloc.localize.fix import STAGES, Fix, LoopStats
 from edge_geoloc.localize.gnss import GpsFix
 from edge_geoloc.localize.odometry import OdometrySample
+from edge_geoloc.localize.sanity import image_problem
 from edge_geoloc.localize.sources import Frame
 from edge_geoloc.localize.timer import StageCosts, StageTimer
 from edge_geoloc.localize.vision import Measurement, make_stage
@@ -84,6 +91,12 @@ class LoopConfig:
     reseed_fraction: float = 0.25  # share of particles re-seeded from a global search while lost
     use_offset: bool = True
     max_age_ms: float | None = None  # frames older than this are not encoded (default: the budget)
+    # Vision fixes only from a mixture fitted against GPS (VisionCheck); True: also before (a GPS-denied start,
+    # the operator's call: the configured temperature, spread and outlier weight are then taken on trust).
+    trust_uncalibrated: bool = False
+    uninformative_outlier: float = 0.9  # a fitted outlier weight at or above this: vision says nothing here
+    flat_quantile: float = 0.05  # the separation margin: this quantile of the frames whose top tile was right
+    check_image: bool = True  # blank, black or blown-out frames are not encoded (localize/sanity.py)
 
     def __post_init__(self) -> None:
         if self.budget_ms is not None and not self.budget_ms > 0:
@@ -149,8 +162,31 @@ class Localizer:
         self.vision = make_stage(self, camera, stage_config)
         self.heading_check = HeadingCheck()
         self.vision_check = VisionCheck(lo=tile / self.vision.spread_floor_div, hi=tile)
+        self.separation_check = SeparationCheck(self.cfg.flat_quantile)
+        self.uninformative: dict[str, int] = {"uncalibrated": 0, "outlier": 0, "flat": 0, "image": 0}
+        self._separation = float("nan")  # this frame's (set by mixture)
+        self._reference = self._reference_sample(index)
         if warm_up:
             self._warm_up()
+
+    @staticmethod
+    def _reference_sample(index: Any, n: int = 256) -> np.ndarray | None:
+        """A fixed random sample of the map's descriptors (float32, L2-normalized): the distribution a
+        query's top score is measured against (:class:`SeparationCheck`)."""
+        desc = getattr(index, "desc", None)
+        if desc is None or len(desc) < 16:
+            return None
+        rows = np.sort(np.random.default_rng(12345).choice(len(desc), min(n, len(desc)), replace=False))
+        ref = np.asarray(desc[rows], dtype=np.float32)
+        return ref / np.maximum(np.linalg.norm(ref, axis=1, keepdims=True), 1e-12)
+
+    def separation(self, query: np.ndarray | None, top_score: float) -> float:
+        """How many standard deviations ``top_score`` stands above the query's scores on the map's sample."""
+        if query is None or self._reference is None:
+            return float("nan")
+        s = self._reference @ np.asarray(query, dtype=np.float32).ravel()
+        sd = float(s.std())
+        return (float(top_score) - float(s.mean())) / sd if sd > 1e-9 else float("nan")
 
     def _warm_up(self) -> None:
         """Encodes before the first frame: ONNX Runtime's first run is slow, and it seeds the cost model."""
@@ -243,14 +279,20 @@ class Localizer:
         east: np.ndarray,
         north: np.ndarray,
         offsets: np.ndarray | None = None,
+        query: np.ndarray | None = None,
     ) -> tuple[Candidates, float, float]:
         """Candidate places -> the calibrated mixture: (candidates, component spread, scope area). While GPS
-        pins the filter, the places are first fitted against its estimate (:class:`VisionCheck`)."""
+        pins the filter, the places are first fitted against its estimate (:class:`VisionCheck`), and the
+        top score's separation (``query``: the descriptor that gave it) is kept with whether the top tile
+        was right (:class:`SeparationCheck`)."""
         area = self.map_area if scope is None else math.pi * scope[2] ** 2
         half = self.tiling.tile_m / 2  # an offset keeps the camera inside its tile
+        self._separation = self.separation(query, float(scores[0])) if len(scores) else float("nan")
         if self.gps_pinned(t, est):  # fitted on the places the filter is given (offsets included)
             places = candidates(ids, scores, east, north, 1.0, 1.0, offsets, half)
             self.vision_check.add(scores, places.east, places.north, (est.east, est.north), area)
+            right = math.hypot(east[0] - est.east, north[0] - est.north) <= self.tiling.tile_m
+            self.separation_check.add(self._separation, right)
         sigma_c = self.vision_check.sigma(self.sigma_c)
         temperature = self.vision_check.temperature(self.cfg.temperature)
         return candidates(ids, scores, east, north, temperature, sigma_c, offsets, half), sigma_c, area
@@ -265,7 +307,9 @@ class Localizer:
         timer.stages["predict"] += events_ms
         self.frames_seen += 1
         m, applied, vision = Measurement("none"), False, None
+        self._separation = float("nan")
         max_age = self.cfg.max_age_ms if self.cfg.max_age_ms is not None else self.cfg.budget_ms
+        problem = None
         if frame.image is None:
             self.stats.corrupt += 1
             m.note = f"corrupt frame: {frame.error}"
@@ -273,6 +317,10 @@ class Localizer:
         elif max_age is not None and frame.captured and (time.monotonic() - frame.captured) * 1000.0 > max_age:
             self.stats.stale += 1
             timer.skip("stale")
+        elif self.cfg.check_image and (problem := image_problem(frame.image)) is not None:
+            self.uninformative["image"] += 1
+            m.note = f"vision uninformative: {problem}"
+            timer.skip("image")
         else:
             if not self._frame_checked:  # a camera model that does not fit the frames is a setup error: stop
                 self.camera.check_frame(frame.image)
@@ -284,15 +332,39 @@ class Localizer:
         self.stats.add(fix)
         return fix
 
+    def uninformative_reason(self) -> str | None:
+        """Why this frame's mixture must not become a fix though it has candidates, or None: the mixture
+        was never fitted against GPS (unless ``trust_uncalibrated``), the fitted outlier weight says vision
+        is blind here, or the top score does not stand out of the map's distribution by the calibrated
+        margin (a frame the map cannot explain)."""
+        if not self.vision_check.fitted and not self.cfg.trust_uncalibrated:
+            return "uncalibrated"
+        if self.vision_check.fitted and self.vision_check.outlier(0.0) >= self.cfg.uninformative_outlier:
+            return "outlier"
+        margin = self.separation_check.margin()
+        if margin is not None and not self._separation >= margin:  # NaN (no query) counts as flat only if calibrated
+            return "flat" if math.isfinite(self._separation) or not math.isfinite(margin) else None
+        return None
+
     def _fuse(self, t: float, m: Measurement, timer: StageTimer) -> tuple[bool, dict[str, float]]:
-        """The filter stage: the measurement's mixture (and heading, as the stage said) into the filter."""
+        """The filter stage: the measurement's mixture (and heading, as the stage said) into the filter,
+        unless the frame is uninformative (:meth:`uninformative_reason`: nothing goes in, counted)."""
         with timer.stage("filter"):
             fe, fn = m.cands.fused()
-            applied, evidence = self._apply_vision(t, m.cands, m.sigma_c, m.area, m.mode, m.heading, m.est)
-            feed = m.heading_update == "always" or (m.heading_update == "if_applied" and applied)
-            if m.heading is not None and feed:
-                self.filter.update_heading(t, *m.heading)
-        return applied, {"east": fe, "north": fn, "evidence": evidence, "top_score": m.top_score, **m.extra}
+            reason = self.uninformative_reason()
+            if reason is not None:
+                self.uninformative[reason] += 1
+                m.note = m.note or f"vision uninformative: {reason}"
+                applied, evidence = False, float("nan")
+            else:
+                applied, evidence = self._apply_vision(t, m.cands, m.sigma_c, m.area, m.mode, m.heading, m.est)
+                feed = m.heading_update == "always" or (m.heading_update == "if_applied" and applied)
+                if m.heading is not None and feed:
+                    self.filter.update_heading(t, *m.heading)
+        vision = {"east": fe, "north": fn, "evidence": evidence, "top_score": m.top_score, **m.extra}
+        if math.isfinite(self._separation):
+            vision["separation"] = self._separation
+        return applied, vision
 
     def _apply_vision(
         self,
@@ -382,5 +454,8 @@ class Localizer:
             "vision_position": self.vision_check.summary(
                 self.cfg.temperature, self.sigma_c, self.filter.cfg.vision_outlier
             ),
+            "vision_separation": self.separation_check.summary(),
+            # frames with candidates (or an image) that were kept out of the filter, by reason
+            "vision_uninformative": {"total": sum(self.uninformative.values()), **self.uninformative},
             **self.vision.summary(),
         }

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_geoloc.localize.tables import read_csv
+from edge_geoloc.localize.tables import number_column, read_table
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ class Odometry:
 
     @classmethod
     def from_csv(cls, path: str | Path) -> Odometry:
-        a = np.asarray(read_csv(path, ("t", "speed_mps", "yaw_rate_dps"), "odometry"))
+        columns = [number_column(name) for name in ("t", "speed_mps", "yaw_rate_dps")]
+        a = np.asarray(read_table(path, columns, "odometry", increasing="t"), dtype=np.float64)
         return cls(a[:, 0], a[:, 1], a[:, 2], str(path))
 
     def poll(self, t: float) -> list[OdometrySample]:

@@ -12,7 +12,6 @@ filter) and an HDT (heading, true north). Destinations: ``udp://HOST:PORT``, ``s
 
 from __future__ import annotations
 
-import json
 import math
 import socket
 import sys
@@ -20,9 +19,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from edge_geoloc.config import strict_json
 from edge_geoloc.geo.nmea import format_gga, format_hdt, format_rmc
 from edge_geoloc.localize.fix import Fix
-from edge_geoloc.localize.gnss import UERE_M, _host_port, _serial_spec
+from edge_geoloc.localize.gnss import UERE_M, _host_port, open_serial
 
 
 class FixWriter:
@@ -39,7 +39,7 @@ class FixWriter:
         self.written = 0
 
     def write(self, fix: Fix) -> None:
-        self._f.write(json.dumps(fix.to_json(), separators=(",", ":")) + "\n")
+        self._f.write(strict_json(fix.to_json(), separators=(",", ":")) + "\n")
         self._f.flush()
         self.written += 1
 
@@ -89,14 +89,7 @@ class NmeaOutput:
             self._addr = _host_port(spec[len("udp://") :], "udp://HOST:PORT")
             self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         elif spec.startswith("serial:"):
-            device, baud = _serial_spec(spec)
-            try:
-                import serial  # pyserial
-            except ImportError:
-                raise RuntimeError(
-                    f"--nmea-out {spec}: writing to a serial port needs pyserial (pip install pyserial)"
-                ) from None
-            self._port = serial.Serial(device, baud, timeout=0.5, write_timeout=0.5)
+            self._port = open_serial(spec, "--nmea-out", "writing to", timeout=0.5, write_timeout=0.5)
         else:
             self._file = open(spec, "a")
 

@@ -138,6 +138,9 @@ def format_summary(s: dict[str, Any]) -> str:
     }
     if s.get("skipped"):
         extra["skipped"] = s["skipped"]
+    unexplained = s.get("vision_uninformative", {})
+    if unexplained.get("total"):
+        extra["vision_uninformative"] = {k: v for k, v in unexplained.items() if v}
     if extra:
         lines.append(f"  {extra}")
     gps = {k: v for k, v in s.get("gps", {}).items() if k != "source"}

@@ -34,7 +34,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_geoloc.localize.tables import read_csv
+from edge_geoloc.localize.tables import Column, number_column, read_table, text
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,8 @@ def read_timestamps(folder: Path, names: list[str]) -> list[float] | None:
     path = folder / "timestamps.csv"
     if not path.exists():
         return None
-    table = dict(read_csv(path, ("name", "seconds"), "timestamps", [str, float]))
+    columns = (Column("name", text, "an image file name"), number_column("seconds"))
+    table = dict(read_table(path, columns, "timestamps"))
     missing = [name for name in names if name not in table]
     if missing:
         raise ValueError(f"{path}: no time for {len(missing)} image(s), e.g. {missing[0]}")

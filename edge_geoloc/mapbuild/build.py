@@ -65,6 +65,9 @@ PLAN_SHARDS = "shards.npy"
 INPUT = "input"
 WORK = "work"
 DEFAULT_SHARD_STRIDES = 256  # shard side in tiling strides: 8192 m for 64 m tiles, 65536 tiles a shard
+WARN_UPSAMPLING = 2.0  # imagery this many times coarser than the map's GSD: a warning (tiles are blurred)
+MAX_UPSAMPLING = 8.0  # ... and this many: refused unless allow_upsampling (flat tiles, useless descriptors)
+MIN_VALID = 0.5  # a tile with less than this share of its footprint holding imagery (nodata) is not built
 PLAN_SHARD_DTYPE = np.dtype([("id", "<i8"), ("start", "<i8"), ("count", "<i8")])
 
 
@@ -87,6 +90,7 @@ class BuildPlan:
     threads: int = 1
     batch: int = field(default=64, metadata=check(lambda v: v >= 1, "a positive batch size"))
     inputs: bool = False  # tiles and descriptors given in input/ (extract, benchmarks), nothing to encode
+    sparse: bool = False  # imagery builds: only the tiles listed in input/tiles.npy (the rest are nodata)
 
     def grid(self) -> ShardGrid:
         return ShardGrid(self.tiling.tiling(), self.shard_tiles)
@@ -168,7 +172,7 @@ def shard_table(grid: ShardGrid, tile_ids: np.ndarray | None = None) -> np.ndarr
 def shard_tile_ids(plan: BuildPlan, work: Path, row: np.void) -> np.ndarray:
     """Tiling ids of one shard's tiles, in storage order."""
     a, b = int(row["start"]), int(row["start"] + row["count"])
-    if plan.inputs:
+    if plan.inputs or plan.sparse:
         return np.asarray(np.load(work / INPUT / TILES, mmap_mode="r")[a:b])
     grid = plan.grid()
     r0, r1, c0, c1 = grid.cell(int(row["id"]))
@@ -193,8 +197,14 @@ def plan_build(
     batch: int = 64,
     backend: str = "auto",
     threads: int = 1,
+    allow_upsampling: bool = False,
 ) -> Path:
-    """Plan the map of a region (its imagery, tiled at the model card's tile side and GSD); returns the work dir."""
+    """Plan the map of a region (its imagery, tiled at the model card's tile side and GSD); returns the work dir.
+
+    Imagery coarser than the map's GSD by more than :data:`WARN_UPSAMPLING` is warned about, by more than
+    :data:`MAX_UPSAMPLING` refused unless ``allow_upsampling`` (a 300 m/px Landsat scene upsampled to
+    1 m/px gives flat tiles whose descriptors all look alike). Tiles whose footprint is mostly nodata
+    (less than :data:`MIN_VALID` imagery) are left out of the map and counted."""
     from edge_geoloc.mapbuild.imagery import open_imagery
     from edge_geoloc.runtime.card import load_card, sha256_of
     from edge_geoloc.world.region import Region
@@ -215,7 +225,39 @@ def plan_build(
             a.gsd_m,
         )
     source = open_imagery(region, region_file)
+    map_gsd = tile_m / a.width
+    native = float(source.native_gsd_m())
+    ratio = native / map_gsd
+    log.info("imagery %s: native GSD %.3g m/px, the map's %.3g m/px", source.label(), native, map_gsd)
+    if ratio > MAX_UPSAMPLING and not allow_upsampling:
+        raise BundleError(
+            f"{source.label()}: imagery of {native:.3g} m/px is {ratio:.0f}x coarser than the map's {map_gsd:.3g} m/px"
+            f" (the model's GSD); its tiles would be flat and their descriptors alike. Use imagery of at most"
+            f" {MAX_UPSAMPLING * map_gsd:.3g} m/px, or pass --allow-upsampling to build it anyway"
+        )
+    if ratio > WARN_UPSAMPLING:
+        log.warning(
+            "%s: imagery of %.3g m/px is %.1fx coarser than the map's %.3g m/px: tiles are upsampled and blurred",
+            source.label(),
+            native,
+            ratio,
+            map_gsd,
+        )
     tiling = source.tiling(tile_m)
+    keep_ids = None
+    nodata_tiles = 0
+    if source.has_mask():
+        ids_all, east_all, north_all = tiling.centres()
+        valid = source.valid_fraction(east_all, north_all, tile_m)
+        keep_ids = ids_all[valid >= MIN_VALID]
+        nodata_tiles = int(len(ids_all) - len(keep_ids))
+        if len(keep_ids) == 0:
+            raise BundleError(
+                f"{source.label()}: every tile of the region is mostly nodata (GDAL_NODATA, alpha or mask);"
+                " expected imagery over the region"
+            )
+        if nodata_tiles:
+            log.warning("%s: %d of %d tiles are mostly nodata: not built", source.label(), nodata_tiles, len(ids_all))
     _SOURCES.clear()  # keep one: a world holds hundreds of MB
     _SOURCES[(str(region_file), sha256_of(region_file))] = source  # the shard tasks of this process reuse it
     grid = ShardGrid.for_side_m(tiling, shard_m) if shard_m else ShardGrid(tiling, DEFAULT_SHARD_STRIDES)
@@ -233,7 +275,15 @@ def plan_build(
     plan = BuildPlan(
         format=PLAN_FORMAT,
         out=str(Path(out).resolve()),
-        region=RegionInfo(region.name, region.center_lat, region.center_lon, source.kind),
+        region=RegionInfo(
+            region.name,
+            region.center_lat,
+            region.center_lon,
+            source.kind,
+            imagery=source.label(),
+            native_gsd_m=round(native, 4),
+            nodata_tiles=nodata_tiles,
+        ),
         crs=source.crs.to_string(),
         tiling=TilingInfo.of(tiling, a.width, tile_m / a.width),
         encoder=encoder,
@@ -245,9 +295,17 @@ def plan_build(
         backend=backend,
         threads=threads,
         batch=batch,
+        sparse=keep_ids is not None,
     )
     work = work_dir_for(out)
-    write_plan(work, plan, shard_table(grid))
+    if keep_ids is None:
+        write_plan(work, plan, shard_table(grid))
+        return work
+    ids = keep_ids[grid.storage_order(keep_ids)]
+    if not (work / PLAN).exists():
+        (work / INPUT).mkdir(parents=True, exist_ok=True)
+        _atomic_save(work / INPUT / TILES, ids)
+    write_plan(work, plan, shard_table(grid, ids))
     return work
 
 

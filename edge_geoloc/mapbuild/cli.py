@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from edge_geoloc.maps.cli import MAP_HELP, _summary, command_group
+from edge_geoloc.config import strict_json
+from edge_geoloc.maps.cli import MAP_HELP, _imagery_line, _summary, command_group
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -21,6 +21,7 @@ def _build(args: argparse.Namespace) -> int:
         "batch": args.batch,
         "backend": args.backend,
         "threads": args.threads,
+        "allow_upsampling": args.allow_upsampling,
     }
     if args.plan_only:
         work = plan_build(args.region, args.model, args.out, **options)
@@ -38,6 +39,7 @@ def _build(args: argparse.Namespace) -> int:
         **options,
     )
     print(_summary(out))
+    print(_imagery_line(out))
     if work_dir_for(out).exists():  # pragma: no cover - kept only on request
         print(f"work folder kept: {work_dir_for(out)}")
     return 0
@@ -69,7 +71,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         backend=args.backend,
     )
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1))
+        Path(args.json).write_text(strict_json(report, indent=1))
     print(f"{report['city']}: {report['panoramas']} panoramas, prior +-{report['noise_m']:g} m")
     for key, value in report.items():
         if isinstance(value, dict):
@@ -119,6 +121,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--ef-search", type=int, default=32, help="default HNSW ef at search time")
     b.add_argument("--plan-only", action="store_true", help="write the plan for a cluster engine and stop")
     b.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    b.add_argument(
+        "--allow-upsampling",
+        action="store_true",
+        help="build from imagery more than 8x coarser than the model's GSD (flat tiles: refused otherwise)",
+    )
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=_build)
 

@@ -8,6 +8,16 @@ projection is affine to far below a pixel) from a pyramid level no coarser than 
 (area-averaged halvings, like :mod:`edge_geoloc.world.aerial`). The pyramid is built per window of
 the source, with windows aligned to the level's block size, so a tile's pixels do not depend on
 which batch or shard rendered it: an interrupted build resumes with identical bytes.
+
+Missing pixels: a GeoTIFF's ``GDAL_NODATA`` tag, an alpha band or an internal (GDAL) mask mark pixels
+as missing. They travel through the pyramid and the warp as a fourth channel; :meth:`TileSource.valid_fraction`
+tells the build which tiles are mostly missing (not built, counted), and the rest have their missing
+pixels filled with the normalization's mean colour (:data:`~edge_geoloc.cameras.rectify.MEAN_FILL`, which
+enters the encoder as zero), as a UAV frame's unseen footprint is.
+
+Every way a file can be wrong (a folder, a truncated header or pixel section, a JPEG renamed ``.tif``, a
+compression without its codec) is a :class:`SourceError` of one line: the file, what is wrong, what was
+expected.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -64,6 +75,22 @@ class TileSource(ABC):
     def prepare(self, gsd_m: float) -> None:  # noqa: B027 - optional: heavy shared state before forking workers
         """Build what every worker shares (the synthetic world) once, before forking."""
 
+    def native_gsd_m(self) -> float:
+        """Ground size of one source pixel in metres (what the imagery can resolve)."""
+        return float(self.region.resolution_m)
+
+    def has_mask(self) -> bool:
+        """Whether some pixels may be missing (nodata, alpha, a mask); synthetic worlds have none."""
+        return False
+
+    def valid_fraction(self, east: np.ndarray, north: np.ndarray, tile_m: float) -> np.ndarray:
+        """Share of each tile's footprint that holds imagery (1.0 where the source has no mask)."""
+        return np.ones(len(np.atleast_1d(east)))
+
+    def label(self) -> str:
+        """What the imagery is, for the manifest and `map info` (a file name, or the synthetic world)."""
+        return self.kind
+
 
 class SyntheticImagery(TileSource):
     """The region's synthetic world, tiled exactly like the training dataset (``data.synth.world_tiling``)."""
@@ -92,6 +119,9 @@ class SyntheticImagery(TileSource):
 
         return world_tiling(self.world, tile_m)
 
+    def label(self) -> str:
+        return f"synthetic {self.region.style} seed {self.region.seed}"
+
     def render(self, east: np.ndarray, north: np.ndarray, size_px: int, gsd_m: float) -> np.ndarray:
         from edge_geoloc.world.aerial import render_aerial
 
@@ -111,8 +141,12 @@ class RasterSource(TileSource):
         source_crs: CRS,
         window: Callable[[int, int, int, int], np.ndarray],
         what: str,
+        kind: str = "raster",
+        valid: Callable[[int, int, int, int], np.ndarray] | None = None,
     ) -> None:
         super().__init__(region)
+        self.kind = kind
+        self._valid = valid  # window -> bool (True where the pixel holds imagery), None: every pixel does
         self.shape = (int(shape[0]), int(shape[1]))
         a, b, c, d, e, f = (float(v) for v in transform)
         det = a * e - b * d
@@ -139,6 +173,26 @@ class RasterSource(TileSource):
         x, y = a * col + b * row + c, d * col + e * row + f
         east, north = self._to_map.transform(x, y)
         return np.asarray(east), np.asarray(north)
+
+    def native_gsd_m(self) -> float:
+        return self.pixel_m()
+
+    def has_mask(self) -> bool:
+        return self._valid is not None
+
+    def label(self) -> str:
+        return Path(self.what).name if self.kind in ("geotiff", "worldfile") else self.what
+
+    def valid_fraction(self, east: np.ndarray, north: np.ndarray, tile_m: float) -> np.ndarray:
+        if self._valid is None:
+            return super().valid_fraction(east, north, tile_m)
+        east, north = np.atleast_1d(np.asarray(east, float)), np.atleast_1d(np.asarray(north, float))
+        out = np.empty(len(east))
+        size = 16  # a coarse look is enough to tell "mostly missing"
+        for s in range(0, len(east), 256):
+            _, valid = self.render_masked(east[s : s + 256], north[s : s + 256], size, tile_m / size)
+            out[s : s + 256] = valid.reshape(len(valid), -1).mean(axis=1)
+        return out
 
     def pixel_m(self) -> float:
         """Ground size of a source pixel in map metres, at the image centre (the smaller side)."""
@@ -181,7 +235,11 @@ class RasterSource(TileSource):
             self._cache.move_to_end(key)
             return self._cache[key]
         s = 1 << level
-        img = self._read(r0 * s, min(r1 * s, self.shape[0]), c0 * s, min(c1 * s, self.shape[1]))
+        rows, cols = (r0 * s, min(r1 * s, self.shape[0])), (c0 * s, min(c1 * s, self.shape[1]))
+        img = self._read(*rows, *cols)
+        if self._valid is not None:  # the mask rides along as a fourth channel (255: imagery, 0: missing)
+            mask = self._valid(*rows, *cols).astype(np.uint8) * np.uint8(255)
+            img = np.concatenate([img, mask[..., None]], axis=2)
         for _ in range(level):
             h, w = img.shape[:2]
             img = cv2.resize(img[: h - h % 2, : w - w % 2], (w // 2, h // 2), interpolation=cv2.INTER_AREA)
@@ -191,6 +249,18 @@ class RasterSource(TileSource):
         return img
 
     def render(self, east: np.ndarray, north: np.ndarray, size_px: int, gsd_m: float) -> np.ndarray:
+        """Tiles (N, size, size, 3) RGB; missing pixels are the normalization's mean colour."""
+        from edge_geoloc.cameras.rectify import MEAN_FILL
+
+        out, valid = self.render_masked(east, north, size_px, gsd_m)
+        if valid is not None:
+            out[~valid] = MEAN_FILL
+        return out
+
+    def render_masked(
+        self, east: np.ndarray, north: np.ndarray, size_px: int, gsd_m: float
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Tiles and, for a source with a mask, where they hold imagery ((N, size, size) bool)."""
         east, north = np.atleast_1d(np.asarray(east, float)), np.atleast_1d(np.asarray(north, float))
         lat, lon = self.crs.to_latlon(east, north)
         gamma = np.radians(self.crs.convergence_deg(lat, lon))
@@ -223,7 +293,7 @@ class RasterSource(TileSource):
         c0, c1 = max(int(np.floor(cc.min())) - 2, 0), min(int(np.ceil(cc.max())) + 2, w_l)
         r0, r1 = max(int(np.floor(rr.min())) - 2, 0), min(int(np.ceil(rr.max())) + 2, h_l)
         img = self._window(level, r0, r1, c0, c1)
-        out = np.empty((len(east), size_px, size_px, 3), dtype=np.uint8)
+        out = np.empty((len(east), size_px, size_px, img.shape[2]), dtype=np.uint8)
         step = max(size_px - 1, 1)
         for t in range(len(east)):
             # cv2 puts pixel centres at integers: corner-based minus one half.
@@ -240,8 +310,10 @@ class RasterSource(TileSource):
                 (size_px, size_px),
                 flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                 borderMode=cv2.BORDER_REPLICATE,
-            )
-        return out
+            ).reshape(size_px, size_px, -1)
+        if self._valid is None:
+            return out, None
+        return np.ascontiguousarray(out[..., :3]), out[..., 3] >= 128
 
 
 def _rgb(img: np.ndarray, what: str) -> np.ndarray:
@@ -262,31 +334,80 @@ _RASTER_TYPE, _GEOGRAPHIC_TYPE, _PROJECTED_TYPE = 1025, 2048, 3072
 _USER_DEFINED = 32767
 
 
+_GDAL_NODATA = 42113
+_MAGIC = {b"\xff\xd8\xff": "a JPEG", b"\x89PNG": "a PNG", b"GIF8": "a GIF", b"BM": "a BMP", b"%PDF": "a PDF"}
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _tiff_error(path: Path, err: BaseException) -> SourceError:
+    """One line for a file tifffile cannot read: what it is instead, or what tifffile says went wrong."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        head = b""
+    if head and not head.startswith(_TIFF_MAGIC):
+        kind = next((name for magic, name in _MAGIC.items() if head.startswith(magic)), "not a TIFF")
+        return SourceError(f"{path}: {kind} file, not a TIFF; expected a GeoTIFF (imagery.kind: geotiff)")
+    if isinstance(err, ModuleNotFoundError) or "imagecodecs" in str(err):
+        return SourceError(
+            f"{path}: compressed with a codec tifffile cannot decode without imagecodecs"
+            " (pip install imagecodecs, part of edge-geoloc[workstation])"
+        )
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    size = path.stat().st_size if path.exists() else 0
+    return SourceError(
+        f"{path}: not a readable GeoTIFF ({reason}; {size} bytes, truncated or damaged?);"
+        " expected a whole TIFF with GeoTIFF tags"
+    )
+
+
 def geotiff_georef(path: str | Path, crs_override: str | None = None) -> tuple[tuple[int, int], tuple, CRS]:
     """(shape, corner-based affine transform, CRS) from a GeoTIFF's tags."""
+    shape, transform, crs, _ = _geotiff_header(Path(path), crs_override)
+    return shape, transform, crs
+
+
+def _geotiff_header(path: Path, crs_override: str | None) -> tuple[tuple[int, int], tuple, CRS, dict[int, Any]]:
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages[0]
-        tags = {t.code: t.value for t in page.tags.values()}
-        shape = (int(page.shape[0]), int(page.shape[1]))
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            tags = {t.code: t.value for t in page.tags.values()}
+            shape = (int(page.shape[0]), int(page.shape[1]))
+    except Exception as err:  # tifffile raises IndexError, ValueError, struct.error... on a damaged header
+        raise _tiff_error(path, err) from None
     keys: dict[int, int] = {}
     if _GEOKEYS in tags:
-        gk = [int(v) for v in tags[_GEOKEYS]]
-        for k in range(gk[3]):
-            key_id, location, _, value = gk[4 + 4 * k : 8 + 4 * k]
-            if location == 0:  # short values stored inline; others (doubles, ASCII) are not needed here
-                keys[key_id] = value
+        try:
+            gk = [int(v) for v in tags[_GEOKEYS]]
+            for k in range(gk[3]):
+                key_id, location, _, value = gk[4 + 4 * k : 8 + 4 * k]
+                if location == 0:  # short values stored inline; others (doubles, ASCII) are not needed here
+                    keys[key_id] = value
+        except (ValueError, TypeError, IndexError):
+            raise SourceError(
+                f"{path}: a damaged GeoKeyDirectory tag; expected a GeoTIFF written by GDAL or tifffile"
+            ) from None
     point = keys.get(_RASTER_TYPE, 1) == 2  # PixelIsPoint: tie points name pixel centres
-    if _TRANSFORMATION in tags:
-        m = [float(v) for v in tags[_TRANSFORMATION]]
-        a, b, c, d, e, f = m[0], m[1], m[3], m[4], m[5], m[7]
-    elif _PIXEL_SCALE in tags and _TIEPOINT in tags:
-        sx, sy = float(tags[_PIXEL_SCALE][0]), float(tags[_PIXEL_SCALE][1])
-        i, j, _, x, y, _ = (float(v) for v in tags[_TIEPOINT][:6])
-        a, b, c, d, e, f = sx, 0.0, x - i * sx, 0.0, -sy, y + j * sy
-    else:
-        raise SourceError(f"{path}: no GeoTIFF georeferencing (ModelPixelScale + ModelTiepoint or ModelTransformation)")
+    try:
+        if _TRANSFORMATION in tags:
+            m = [float(v) for v in tags[_TRANSFORMATION]]
+            a, b, c, d, e, f = m[0], m[1], m[3], m[4], m[5], m[7]
+        elif _PIXEL_SCALE in tags and _TIEPOINT in tags:
+            sx, sy = float(tags[_PIXEL_SCALE][0]), float(tags[_PIXEL_SCALE][1])
+            i, j, _, x, y, _ = (float(v) for v in tags[_TIEPOINT][:6])
+            a, b, c, d, e, f = sx, 0.0, x - i * sx, 0.0, -sy, y + j * sy
+        else:
+            raise SourceError(
+                f"{path}: no GeoTIFF georeferencing (ModelPixelScale + ModelTiepoint or ModelTransformation);"
+                " a plain image needs imagery.kind: worldfile and a world file"
+            )
+    except (ValueError, TypeError, IndexError):
+        raise SourceError(
+            f"{path}: damaged georeferencing tags (ModelPixelScale/ModelTiepoint/ModelTransformation)"
+        ) from None
     if point:
         c, f = c - 0.5 * (a + b), f - 0.5 * (d + e)
     if crs_override:
@@ -295,22 +416,83 @@ def geotiff_georef(path: str | Path, crs_override: str | None = None) -> tuple[t
         code = keys.get(_PROJECTED_TYPE, keys.get(_GEOGRAPHIC_TYPE))
         if code is None or code == _USER_DEFINED:
             raise SourceError(f"{path}: the GeoTIFF names no EPSG CRS; give one as imagery.crs in the region YAML")
-        crs = CRS.from_epsg(code)
-    return shape, (a, b, c, d, e, f), crs
+        try:
+            crs = CRS.from_epsg(code)
+        except Exception:
+            raise SourceError(f"{path}: EPSG:{code} is not a CRS pyproj knows; give one as imagery.crs") from None
+    return shape, (a, b, c, d, e, f), crs, tags
+
+
+def _nodata_value(path: Path, tags: dict[int, Any]) -> float | None:
+    """The GDAL_NODATA tag's value (an ASCII number), None without one."""
+    raw = tags.get(_GDAL_NODATA)
+    if raw is None:
+        return None
+    text = (raw.decode("ascii", "replace") if isinstance(raw, bytes) else str(raw)).strip().strip("\x00")
+    try:
+        return float(text)
+    except ValueError:
+        raise SourceError(f"{path}: GDAL_NODATA tag {text!r} is not a number") from None
 
 
 def open_geotiff(region: Region, path: Path) -> RasterSource:
+    """A GeoTIFF (tiled or stripped, any compression tifffile + imagecodecs decode; 8-bit grey, RGB or RGBA)
+    with its missing pixels from GDAL_NODATA, an alpha band or an internal mask."""
     import tifffile
 
-    shape, transform, crs = geotiff_georef(path, region.imagery.crs if region.imagery else None)
+    shape, transform, crs, tags = _geotiff_header(path, region.imagery.crs if region.imagery else None)
+    mask = None
     try:
-        data = tifffile.memmap(path, mode="r")  # uncompressed, contiguous: read only the windows used
-    except (ValueError, OSError):
-        data = tifffile.imread(path)
-    data = data if data.ndim == 2 or data.shape[-1] in (3, 4) else np.moveaxis(data, 0, -1)  # planar -> pixel
-    return RasterSource(
-        region, shape, transform, crs, lambda r0, r1, c0, c1: _rgb(np.asarray(data[r0:r1, c0:c1]), str(path)), str(path)
-    )
+        with tifffile.TiffFile(path) as tif:
+            axes = tif.series[0].axes
+            extra = tags.get(338)  # ExtraSamples: 1 or 2 mark an alpha channel
+            masks = [pg for pg in tif.pages[1:] if getattr(pg, "is_mask", False) and pg.shape[:2] == shape]
+            if masks:
+                mask = masks[0].asarray() != 0  # a GDAL internal mask (NewSubfileType mask, 255 = valid)
+        try:
+            data = tifffile.memmap(path, mode="r")  # uncompressed, contiguous: read only the windows used
+        except (ValueError, OSError):
+            data = tifffile.imread(path)
+    except SourceError:
+        raise
+    except Exception as err:  # a truncated pixel section, a codec missing: tifffile's many exception types
+        raise _tiff_error(path, err) from None
+    if data.ndim == 3 and axes.startswith("S"):  # planar -> pixel interleaved
+        data = np.moveaxis(data, 0, -1)
+    if data.ndim not in (2, 3) or data.shape[:2] != shape:
+        raise SourceError(f"{path}: pixel array {data.shape} does not match the page's {shape}; expected one image")
+    bands = 1 if data.ndim == 2 else data.shape[2]
+    alpha = bands in (2, 4) and (extra is not None or bands == 4)
+    nodata = _nodata_value(path, tags)
+    if nodata is not None and not (0 <= nodata <= 255 and nodata == int(nodata)):
+        nodata = None  # outside 8-bit: no pixel can hold it
+    what = str(path)
+
+    def rgb(r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        block = np.asarray(data[r0:r1, c0:c1])
+        if bands == 2:  # grey + alpha
+            block = block[..., 0]
+        return _rgb(block, what)
+
+    valid = None
+    if nodata is not None or alpha or mask is not None:
+
+        def valid(r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+            block = np.asarray(data[r0:r1, c0:c1])
+            ok = np.ones(block.shape[:2], dtype=bool)
+            colour = block if block.ndim == 2 else block[..., : (1 if bands == 2 else min(bands, 3))]
+            if nodata is not None:
+                same = colour == nodata
+                ok &= ~(same if same.ndim == 2 else same.all(axis=2))
+            if alpha:
+                ok &= block[..., -1] >= 128
+            if mask is not None:
+                ok &= mask[r0:r1, c0:c1]
+            return ok
+
+    if data.dtype != np.uint8:
+        raise SourceError(f"{path}: expected 8-bit imagery, got {data.dtype} (convert it to 8-bit RGB first)")
+    return RasterSource(region, shape, transform, crs, rgb, what, kind="geotiff", valid=valid)
 
 
 # --- image + world file ---------------------------------------------------------------------------
@@ -349,7 +531,9 @@ def open_world_file_image(region: Region, path: Path) -> RasterSource:
         img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
     img = _rgb(img, str(path))
     crs = CRS.from_user_input(region.imagery.crs)
-    return RasterSource(region, img.shape[:2], transform, crs, lambda r0, r1, c0, c1: img[r0:r1, c0:c1], str(path))
+    return RasterSource(
+        region, img.shape[:2], transform, crs, lambda r0, r1, c0, c1: img[r0:r1, c0:c1], str(path), kind="worldfile"
+    )
 
 
 # --- XYZ slippy tiles -----------------------------------------------------------------------------
@@ -403,7 +587,7 @@ def open_xyz(region: Region, folder: Path) -> RasterSource:
                 out[a - r0 : b - r0, c - c0 : d - c0] = img[a - tr0 : b - tr0, c - tc0 : d - tc0, ::-1]
         return out
 
-    return RasterSource(region, shape, transform, CRS.from_epsg(3857), window, f"{zdir} (XYZ zoom {zoom})")
+    return RasterSource(region, shape, transform, CRS.from_epsg(3857), window, f"{zdir} (XYZ zoom {zoom})", kind="xyz")
 
 
 def open_imagery(region: Region, region_file: str | Path | None = None) -> TileSource:
@@ -416,6 +600,10 @@ def open_imagery(region: Region, region_file: str | Path | None = None) -> TileS
         path = Path(region_file).parent / path
     if imagery.kind != "xyz" and not path.exists():
         raise SourceError(f"{path}: no such imagery file (region '{region.name}', imagery.path)")
+    if imagery.kind != "xyz" and path.is_dir():
+        raise SourceError(
+            f"{path}: is a folder; imagery.kind {imagery.kind} expects a file (a folder of z/x/y tiles is imagery.kind: xyz)"
+        )
     if imagery.kind == "geotiff":
         return open_geotiff(region, path)
     if imagery.kind == "worldfile":

@@ -85,6 +85,9 @@ class RegionInfo:
     center_lat: float
     center_lon: float
     source: str  # synthetic, geotiff, worldfile, xyz, descriptors, extract
+    imagery: str = ""  # the imagery's file (or folder) name, or the synthetic world
+    native_gsd_m: float = 0.0  # ground size of one pixel of that imagery (0: not known)
+    nodata_tiles: int = 0  # tiles of the tiling left out: mostly nodata in the imagery
 
 
 @dataclass(frozen=True)
@@ -305,7 +308,8 @@ class Bundle:
             raise BundleError(f"{self.path / SHARDS}: shard row ranges do not tile the {m.tiles} rows")
         self.grid = m.shard_grid()
         self.crs = m.map_crs()
-        self._verified: set[int] = set(range(len(self.shards))) if verify != "lazy" else set()
+        # "none" trusts every shard; "lazy" hashes a shard at first use; "full" hashes every shard below.
+        self._verified: set[int] = set(range(len(self.shards))) if verify == "none" else set()
         # Shard grid id -> position in the shard table (dense: the grid is small even for a country).
         self.shard_pos = np.full(len(self.grid), -1, dtype=np.int64)
         ids = self.shards["id"]
@@ -323,6 +327,9 @@ class Bundle:
                 raise BundleError(f"{f}: {what}")
             if self.projected and not (self.path / shard_file(sid, ".proj.npy")).exists():
                 raise BundleError(f"{self.path / shard_file(sid, '.proj.npy')}: missing")
+        if verify == "full":  # every shard's descriptor rows, graph and projection, not only the listed files
+            for pos in range(len(self.shards)):
+                self.verify_shard(pos)
 
     def _check_file(self, name: str, expected: str) -> None:
         digest = sha256_file(self.path / name)

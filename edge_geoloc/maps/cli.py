@@ -5,8 +5,9 @@ to the one ``map`` group."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from edge_geoloc.config import strict_json
 
 
 def command_group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
@@ -35,16 +36,24 @@ def _summary(path: Path) -> str:
     )
 
 
+def _imagery_line(path: Path) -> str:
+    """Where the tiles came from: the imagery, its native GSD against the map's, nodata tiles left out."""
+    from edge_geoloc.maps.bundle import read_manifest
+
+    m = read_manifest(path)
+    r = m.region
+    native = f"native GSD {r.native_gsd_m:g} m/px" if r.native_gsd_m > 0 else "native GSD not recorded"
+    nodata = f", {r.nodata_tiles} tiles mostly nodata not built" if r.nodata_tiles else ""
+    return f"  imagery   {r.imagery or r.source}: {native} (map {m.tiling.gsd_m:g} m/px){nodata}"
+
+
 def _info(args: argparse.Namespace) -> int:
     from edge_geoloc.config import to_mapping
     from edge_geoloc.maps.bundle import Bundle
 
-    b = Bundle(args.bundle, verify="full" if args.verify else "none")
-    if args.verify:
-        for pos in range(len(b.shards)):
-            b.verify_shard(pos)
+    b = Bundle(args.bundle, verify="full" if args.verify else "none")  # full: every listed file and shard
     if args.json:
-        print(json.dumps(to_mapping(b.manifest), indent=1))
+        print(strict_json(to_mapping(b.manifest), indent=1))
         return 0
     m = b.manifest
     t = m.tiling
@@ -52,6 +61,7 @@ def _info(args: argparse.Namespace) -> int:
     print(
         f"  region    {m.region.name} ({m.region.source}) centre {m.region.center_lat:.6f}, {m.region.center_lon:.6f}"
     )
+    print(_imagery_line(b.path))
     print(f"  crs       {m.crs}")
     print(
         f"  tiling    {t.n_rows} x {t.n_cols} cells, stride {t.stride_m:g} m, centres east {t.east_min:.1f}..,"

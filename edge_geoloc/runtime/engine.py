@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from edge_geoloc.config import ConfigError, from_mapping, to_mapping
+from edge_geoloc.config import ConfigError, from_mapping, strict_json, to_mapping
 from edge_geoloc.runtime.card import BatchProfile, ModelCard, sha256_of
 
 SIDECAR_FORMAT = "edge-geoloc-engine/1"
@@ -54,7 +54,7 @@ def engine_paths(model_dir: str | Path, branch: str) -> tuple[Path, Path]:
 
 
 def write_sidecar(sidecar: EngineSidecar, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(to_mapping(sidecar), indent=1))
+    Path(path).write_text(strict_json(to_mapping(sidecar), indent=1))
 
 
 def read_sidecar(path: str | Path) -> EngineSidecar:

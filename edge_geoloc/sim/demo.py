@@ -18,7 +18,6 @@ built-in region ``maps/demo-suburb.yaml``):
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_geoloc.config import strict_json
 from edge_geoloc.localize.loop import LoopConfig
 
 log = logging.getLogger(__name__)
@@ -244,7 +244,7 @@ def loop_and_report(
         },
         "loop": {k: result.summary[k] for k in keys},
     }
-    (out / "report.json").write_text(json.dumps(full, indent=1) + "\n")
+    (out / "report.json").write_text(strict_json(full, indent=1) + "\n")
     plot_trajectory(sc, result, baseline, out / "trajectory.png")
     plot_errors(sc, result, report, out / "error.png")
     (out / "report.md").write_text(markdown(full))

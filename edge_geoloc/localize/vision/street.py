@@ -89,7 +89,9 @@ class StreetVision:
             return Measurement(mode, note=f"no vision fix: {res.reason}")
         with timer.stage("refine"):
             offsets = self._offsets(desc[best], res.rows, timer)
-            cands, sigma_c, area = loop.mixture(frame.t, est, scope, res.ids, res.scores, res.east, res.north, offsets)
+            cands, sigma_c, area = loop.mixture(
+                frame.t, est, scope, res.ids, res.scores, res.east, res.north, offsets, query=desc[best]
+            )
         heading = None  # vehicle grid heading, sigma
         if mode in ("sweep", "global") and len(headings) > 1 and loop.heading_usable() is not False:
             heading = (self.vehicle_grid(headings[best]), 360.0 / len(headings) / 2.0)

@@ -247,14 +247,16 @@ class UavVision:
                 for j, r in zip(todo, loop.index.search_batch(desc_all[todo], scope, loop.cfg.k)):
                     rs[j] = r
         with timer.stage("refine"):
-            found = [(r, c) for r, c in zip(rs, patch_en) if r is not None and len(r)]
-            ids = np.concatenate([r.ids for r, _ in found])
-            sc = np.concatenate([r.scores for r, _ in found])
-            ea = np.concatenate([r.east - c[0] for r, c in found])
-            na = np.concatenate([r.north - c[1] for r, c in found])
+            found = [(r, c, d) for r, c, d in zip(rs, patch_en, desc_all) if r is not None and len(r)]
+            ids = np.concatenate([r.ids for r, _, _ in found])
+            sc = np.concatenate([r.scores for r, _, _ in found])
+            ea = np.concatenate([r.east - c[0] for r, c, _ in found])
+            na = np.concatenate([r.north - c[1] for r, c, _ in found])
+            patch = np.concatenate([np.full(len(r), j) for j, (r, _, _) in enumerate(found)])
             order = np.argsort(-sc, kind="stable")
             ids, sc, ea, na = ids[order], sc[order], ea[order], na[order]
-            cands, sigma_c, area = loop.mixture(frame.t, est, scope, ids, sc, ea, na)
+            query = found[int(patch[order[0]])][2]  # the patch whose pair scored best
+            cands, sigma_c, area = loop.mixture(frame.t, est, scope, ids, sc, ea, na, query=query)
         extra = {
             "best_east": float(ea[0]),  # the best (patch, tile) pair's place: that tile's centre less the patch offset
             "best_north": float(na[0]),

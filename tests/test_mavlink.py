@@ -63,7 +63,9 @@ def recorded(tmp_path, v1: bool = False):
             rec.add(m.heartbeat_encode(2, 3, 0x81, 0, 4), t + lat)
             rec.add(m.attitude_encode(boot_ms(t), 0.5, 0.5, 0.5, 0, 0, 0), t + lat, sysid=7)  # never used
         yaw = math.radians(-30.0 if k < 50 else 170.0)
-        rec.add(m.attitude_encode(boot_ms(t), math.radians(10.0), math.radians(-5.0), yaw, 0, 0, math.radians(2.0)), t + lat)
+        rec.add(
+            m.attitude_encode(boot_ms(t), math.radians(10.0), math.radians(-5.0), yaw, 0, 0, math.radians(2.0)), t + lat
+        )
         if t < 4.0:  # 35 m along the body-down axis, in range
             rec.add(m.distance_sensor_encode(boot_ms(t), 20, 4000, 3500, 0, 0, 25, 0), t + lat + 0.001)
         rec.add(m.global_position_int_encode(boot_ms(t), 0, 0, 0, 80_000, 0, 0, 0, 0), t + lat + 0.002)
@@ -224,7 +226,10 @@ def test_uncertain_or_dead_reckoned_fixes_go_out_as_no_fix_and_the_rate_is_cappe
     assert [g.fix_type for g in got] == [3, 1, 1, 3]
     assert got[1].lat == 0 and got[1].ignore_flags == 0xFF and got[1].satellites_visible == 0
     m = mavutil.mavlink
-    assert got[3].ignore_flags & m.GPS_INPUT_IGNORE_FLAG_VEL_HORIZ and got[3].ignore_flags & m.GPS_INPUT_IGNORE_FLAG_SPEED_ACCURACY
+    assert (
+        got[3].ignore_flags & m.GPS_INPUT_IGNORE_FLAG_VEL_HORIZ
+        and got[3].ignore_flags & m.GPS_INPUT_IGNORE_FLAG_SPEED_ACCURACY
+    )
     assert got[3].yaw == 0  # no heading: "not available"
     s = out.stats()
     assert s["rate_limited"] == 1 and s["gps_input_no_fix (sigma)"] == 1 and s["gps_input_no_fix (dead reckoning)"] == 1
@@ -243,15 +248,21 @@ def test_odometry_goes_out_in_the_autopilots_local_frame_once_its_origin_is_know
         time.sleep(0.02)
     out.send(fix(t=13.0))
     msg = receive(peer, "ODOMETRY")
-    assert msg.frame_id == mavutil.mavlink.MAV_FRAME_LOCAL_NED and msg.child_frame_id == mavutil.mavlink.MAV_FRAME_BODY_FRD
+    assert (
+        msg.frame_id == mavutil.mavlink.MAV_FRAME_LOCAL_NED and msg.child_frame_id == mavutil.mavlink.MAV_FRAME_BODY_FRD
+    )
     assert msg.x == pytest.approx(12345 * 0.011131884502145034, rel=1e-6)  # north of the origin
     assert msg.y == pytest.approx(12345 * 0.011131884502145034 * math.cos(math.radians(47.37)), rel=1e-5)
-    assert math.isnan(msg.z) and msg.pose_covariance[0] == pytest.approx(36.0) and msg.pose_covariance[6] == pytest.approx(36.0)
+    assert (
+        math.isnan(msg.z)
+        and msg.pose_covariance[0] == pytest.approx(36.0)
+        and msg.pose_covariance[6] == pytest.approx(36.0)
+    )
     assert msg.time_usec == 13_000_000
 
 
 def test_a_mavlink1_autopilot_gets_mavlink1_and_no_odometry(loopback, caplog):
-    link, peer, v1 = loopback(v1=True)
+    link, peer, _ = loopback(v1=True)
     beat(peer, v1=True, n=3)
     link.wait_for_autopilot(3.0)
     peer.mav.send(peer.mav.attitude_encode(1000, 0, 0, 0, 0, 0, 0), force_mavlink1=True)
@@ -270,18 +281,24 @@ def test_a_mavlink1_autopilot_gets_mavlink1_and_no_odometry(loopback, caplog):
 def test_a_heartbeat_from_another_system_is_named_and_ignored(loopback):
     link, peer, _ = loopback(sysid=2, config=MavlinkConfig(sysid=1, wait_heartbeat_s=0))
     beat(peer, n=5)
-    with pytest.raises(MavlinkError, match=r"udp:127.0.0.1:0: no heartbeat from system 1 within 0.5 s; heard only system\(s\) \[2\]"):
+    with pytest.raises(
+        MavlinkError, match=r"udp:127.0.0.1:0: no heartbeat from system 1 within 0.5 s; heard only system\(s\) \[2\]"
+    ):
         link.wait_for_autopilot(0.5)
 
 
 def test_bad_connections_are_one_line_errors_naming_the_source(tmp_path):
-    with pytest.raises(MavlinkError, match=r"--mavlink serial:/dev/ttyNOPE:921600: serial port /dev/ttyNOPE does not exist"):
+    with pytest.raises(
+        MavlinkError, match=r"--mavlink serial:/dev/ttyNOPE:921600: serial port /dev/ttyNOPE does not exist"
+    ):
         open_connection("serial:/dev/ttyNOPE:921600")
     busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     busy.bind(("127.0.0.1", 0))
     port = busy.getsockname()[1]
     try:
-        with pytest.raises(MavlinkError, match=rf"--mavlink udp:127.0.0.1:{port}: UDP port {port} on 127.0.0.1 is already in use"):
+        with pytest.raises(
+            MavlinkError, match=rf"--mavlink udp:127.0.0.1:{port}: UDP port {port} on 127.0.0.1 is already in use"
+        ):
             open_connection(f"udp:127.0.0.1:{port}")
     finally:
         busy.close()

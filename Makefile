@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing the CPU build of torch first (the workstation extra's range is then satisfied)"
 	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[workstation,pretrained,dev,bench]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[workstation,pretrained,dev,bench,mavlink]'
 	touch $(STAMP)
 
 install: $(STAMP)

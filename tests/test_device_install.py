@@ -62,6 +62,7 @@ def test_the_device_install_holds_no_workstation_dependency(device_venv):
     names = {d["name"].lower() for d in json.loads(listed.stdout)}
     assert not names & WORKSTATION_ONLY, names & WORKSTATION_ONLY
     assert {"numpy", "onnxruntime", "hnswlib", "pyproj", "opencv-python-headless"} <= names
+    assert {"pymavlink", "pyulog", "pyserial"} <= names  # the drone's autopilot link (the mavlink extra)
     # The recipes and camera models ship as package data (not found through the source tree).
     code = (
         "import edge_geoloc, pathlib; root = pathlib.Path(edge_geoloc.__file__).parent;"

@@ -26,6 +26,9 @@ WORKSTATION = ("world", "data", "model", "train", "evaluate", "export", "mapbuil
 # serial bindings a Jetson adds (each imported where it is used, with a clear error when absent).
 DEVICE_THIRD_PARTY = {"numpy", "cv2", "onnxruntime", "hnswlib", "pyproj", "yaml", "tifffile", "imagecodecs"}
 OPTIONAL_BINDINGS = {"tensorrt", "cuda", "pycuda", "serial"}
+# The device install's MAVLink extra (pyproject: mavlink, named by device): imported where used, with an error
+# that names the extra when absent.
+DEVICE_EXTRAS = {"pymavlink", "pyulog"}
 
 
 def _module_name(path: Path) -> str:
@@ -75,7 +78,7 @@ def violation(name: str) -> str | None:
         return "torch"
     if top == "__future__" or top in sys.stdlib_module_names:
         return None
-    if top in DEVICE_THIRD_PARTY or top in OPTIONAL_BINDINGS:
+    if top in DEVICE_THIRD_PARTY or top in OPTIONAL_BINDINGS or top in DEVICE_EXTRAS:
         return None
     return f"{top}, not a dependency of the device install"
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from edge_geoloc.config import strict_json
+from edge_geoloc.localize.autopilot_io import add_arguments as add_autopilot_arguments
+from edge_geoloc.localize.autopilot_io import open_autopilot
 
 
 @dataclass
@@ -100,6 +102,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f"warning: {problem}", file=sys.stderr)
     odometry = Odometry.from_csv(args.odometry) if args.odometry else inputs.odometry
     attitude = AttitudeLog.from_csv(args.attitude) if args.attitude else inputs.attitude
+    auto = open_autopilot(args, index.crs, inputs.source)  # --mavlink, --mavlink-out, --log (autopilot_io.py)
+    if auto is not None:
+        odometry = odometry if args.odometry else auto.odometry or odometry
+        attitude = attitude if args.attitude else auto.attitude or attitude
+        if auto.prior is not None and args.gps == "none":
+            inputs.prior.close()
+            inputs.prior = auto.prior
     start_utc = datetime.fromisoformat(args.start_utc) if args.start_utc else inputs.start_utc
     if uav and attitude is None:
         print("no --attitude: every UAV frame will be skipped (attitude missing)", file=sys.stderr)
@@ -114,7 +123,8 @@ def _run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     summary = run_loop(
-        localizer, capture, inputs.prior, odometry, writer, nmea, max_frames=args.max_frames, attitude=attitude
+        localizer, capture, inputs.prior, odometry, writer, nmea, max_frames=args.max_frames, attitude=attitude,
+        outputs=auto.outputs if auto is not None else (),
     )
     print(format_summary(summary), file=sys.stderr)
     if args.summary_json:
@@ -174,4 +184,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--threads", type=int, help="ONNX Runtime threads (default: cores, at most 4)")
     r.add_argument("--k", type=int, help="candidates per search (default: --config's, 8)")
     r.add_argument("--heading-every", type=int, help="frames between heading measurements, 0: never (default 1)")
+    add_autopilot_arguments(r)
     r.set_defaults(func=_run)

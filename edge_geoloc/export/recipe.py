@@ -1,4 +1,4 @@
-"""Export recipes (``export/<target>.yaml``): what one deployment target gets from an export.
+"""Export recipes (``edge_geoloc/configs/export/<target>.yaml``, package data): what one deployment target gets from an export.
 
 A recipe fixes the ONNX opset, the aerial keep ratio (or the checkpoint's), the batch profiles
 the graphs are built and buffered for, and the precision the target compiles to. The batch
@@ -39,7 +39,7 @@ DEFAULT_RECIPE = ExportRecipe(target="generic", description="FP32 ONNX graphs, O
 
 
 def load_recipe(name_or_path: str | Path | None) -> ExportRecipe:
-    """A recipe by path or by name in ``export/`` (``x86-cpu``, ``jetson-orin-fp16``); None: the defaults."""
+    """A recipe by path or by name in ``configs/export/`` (``x86-cpu``, ``jetson-orin-fp16``); None: the defaults."""
     if name_or_path is None:
         return DEFAULT_RECIPE
     path = Path(name_or_path)

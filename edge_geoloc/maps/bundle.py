@@ -32,6 +32,7 @@ import yaml
 from edge_geoloc.config import ConfigError, check, from_mapping, read_yaml, to_mapping
 from edge_geoloc.geo import MapCRS, Tiling
 from edge_geoloc.maps.layout import ShardGrid
+from edge_geoloc.runtime.card import sha256_of as sha256_file  # one file hasher for graphs and maps
 
 FORMAT = "edge-geoloc-map/1"
 MANIFEST = "manifest.yaml"
@@ -63,14 +64,6 @@ class BundleError(ValueError):
 
 def _sha(v: str) -> bool:
     return len(v) == 64 and all(c in "0123456789abcdef" for c in v)
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def sha256_bytes(data: Any) -> str:

@@ -52,33 +52,12 @@ class SyntheticSource(FrameSource):
         pose = self.trajectory.at(float(self.times[i]))
         cam = self.camera
         heading = cam.camera_heading(pose.heading_deg)
+        common = {"width_px": cam.width_px, "height_px": cam.height_px, "cam_height_m": cam.height_m, "app": self.app}
+        at = (self.world, pose.east, pose.north, heading)
         if cam.kind == "panorama":
-            image = render_panorama(
-                self.world,
-                pose.east,
-                pose.north,
-                heading,
-                height_px=cam.height_px,
-                width_px=cam.width_px,
-                cam_height_m=cam.height_m,
-                elevation_range_deg=cam.elevation_range_deg,
-                app=self.app,
-                rng=rng,
-            )
+            image = render_panorama(*at, elevation_range_deg=cam.elevation_range_deg, rng=rng, **common)
         else:
-            image = render_pinhole(
-                self.world,
-                pose.east,
-                pose.north,
-                heading,
-                fov_deg=cam.fov_deg,
-                pitch_deg=cam.pitch_deg,
-                width_px=cam.width_px,
-                height_px=cam.height_px,
-                cam_height_m=cam.height_m,
-                app=self.app,
-                rng=rng,
-            )
+            image = render_pinhole(*at, fov_deg=cam.fov_deg, pitch_deg=cam.pitch_deg, rng=rng, **common)
         return image, pose
 
     def read(self) -> Frame | None:

@@ -7,6 +7,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+BUDGET_SKIPS = ("encode", "offset", "heading")  # work left out because it would not fit the budget
+
 
 class StageCosts:
     """Running cost (ms) of each stage, an exponential average: what the budget looks ahead with."""
@@ -25,6 +27,13 @@ class StageCosts:
 
     def note_encode(self, ms: float, images: int) -> None:
         self.per_image = 0.8 * self.per_image + 0.2 * ms / images
+
+    def forget(self, rate: float = 0.1) -> None:
+        """Lower every estimate by ``rate``: called when work was left out for the budget, so that an estimate
+        no longer measured (the work never runs) cannot freeze high after one slow spell (a busy CPU, a GC
+        pause) and keep the work out for the rest of the run; the next run measures it again."""
+        self.per_image *= 1.0 - rate
+        self._ms = {k: v * (1.0 - rate) for k, v in self._ms.items()}
 
 
 class StageTimer:
@@ -49,6 +58,8 @@ class StageTimer:
 
     def skip(self, what: str) -> None:
         self.skipped.append(what)
+        if what in BUDGET_SKIPS:
+            self.costs.forget()
 
     @contextmanager
     def stage(self, name: str, note: bool = True) -> Iterator[None]:

@@ -103,7 +103,7 @@ class AutopilotPlan:
         items += [(float(t), "SYSTEM_TIME", 0) for t in np.arange(-lead_s, end + 1e-9, 1.0)]
         items += [(float(t), "GPS_GLOBAL_ORIGIN", 0) for t in np.arange(-lead_s, end + 1e-9, 5.0)]
         items += [(float(t), "ATTITUDE", i) for i, t in enumerate(self.att_t)]
-        pos_t = np.arange(0.0, end + 1e-9, 1.0 / POSITION_HZ)
+        pos_t = np.arange(min(0.0, float(self.att_t[0])), end + 1e-9, 1.0 / POSITION_HZ)  # with the attitude
         items += [
             (float(t), "GLOBAL_POSITION_INT", int(min(np.searchsorted(self.att_t, t), len(self.att_t) - 1)))
             for t in pos_t
@@ -169,19 +169,26 @@ def run_autopilot(
     plan: AutopilotPlan,
     port: int,
     record: str,
-    m_ref: float,
+    m_ref: Any,
     speed: float = 1.0,
     lead_s: float = 2.0,
     stop: Any = None,
+    ready: Any = None,
     host: str = "127.0.0.1",
 ) -> None:
     """The simulated autopilot's process (see the module docstring): flight time = (monotonic - ``m_ref``) x
-    ``speed``; it streams from ``-lead_s`` to the end of the flight (+1 s) and writes ``record``."""
+    ``speed``; it streams from ``-lead_s`` to the end of the flight (+1 s) and writes ``record``. With
+    ``ready`` (an event), ``m_ref`` is a shared value the parent sets once this process is up and says so."""
     from edge_geoloc.localize.mavlink import pymavlink
 
     mavutil = pymavlink()
     conn = mavutil.mavlink_connection(f"udpout:{host}:{port}", source_system=plan.sysid, source_component=1)
     mav = conn.mav
+    if ready is not None:  # imports done and the socket open: the parent starts the clock now
+        ready.set()
+        while m_ref.value == 0.0 and not (stop is not None and stop.is_set()):
+            time.sleep(0.005)
+        m_ref = m_ref.value
 
     def flight_now() -> float:
         return (time.monotonic() - m_ref) * speed
@@ -248,20 +255,35 @@ class SimulatedAutopilot:
             raise ValueError(f"simulated autopilot speed must be positive, got {speed}")
         self.plan, self.port, self.record, self.speed, self.lead_s = plan, port, Path(record), speed, lead_s
         self._ctx = mp.get_context("spawn")  # a fresh interpreter: no forked threads or ONNX Runtime pools
-        self._stop = self._ctx.Event()
-        self.m_ref = 0.0
+        self._stop, self._ready = self._ctx.Event(), self._ctx.Event()
+        self._shared_ref = self._ctx.Value("d", 0.0)
+        self.m_ref = math.inf  # the flight clock stands still (at -inf) until the process is up
         self.proc: Any = None
 
-    def start(self, startup_s: float = 3.0) -> None:
-        """Start streaming ``startup_s`` (real seconds: the process's imports) plus the lead from now."""
-        self.m_ref = time.monotonic() + startup_s + self.lead_s / self.speed
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Start the process and, once it is up (imports done, socket open), the flight clock: the stream begins
+        at ``-lead_s``, that is ``lead_s / speed`` real seconds from then."""
         self.proc = self._ctx.Process(
             target=run_autopilot,
-            args=(self.plan, self.port, str(self.record), self.m_ref, self.speed, self.lead_s, self._stop),
+            args=(
+                self.plan,
+                self.port,
+                str(self.record),
+                self._shared_ref,
+                self.speed,
+                self.lead_s,
+                self._stop,
+                self._ready,
+            ),
             name="simulated autopilot",
             daemon=True,
         )
         self.proc.start()
+        if not self._ready.wait(timeout_s):
+            self.stop(2.0)
+            raise RuntimeError(f"the simulated autopilot did not start within {timeout_s:g} s")
+        self.m_ref = time.monotonic() + self.lead_s / self.speed
+        self._shared_ref.value = self.m_ref
 
     def clock(self) -> float:
         return (time.monotonic() - self.m_ref) * self.speed
@@ -325,12 +347,15 @@ def evaluate_gps_input(records: list[dict[str, Any]], sc: Any, speed: float) -> 
 
 class PacedSource:
     """Pre-rendered frames released on a clock: frame i when ``clock()`` (running ``speed`` times real time)
-    reaches its time, as a camera on the companion stamped on the flight clock. A live frame source."""
+    reaches its time plus ``delay_s`` (capture to the loop: exposure, readout, transfer; the frame keeps its
+    capture time), as a camera on the companion stamped on the flight clock. A live frame source."""
 
     live = True
 
-    def __init__(self, frames: list[Any], clock: Any, speed: float = 1.0, name: str = "paced frames") -> None:
-        self.frames, self.clock, self.speed, self.name = frames, clock, speed, name
+    def __init__(
+        self, frames: list[Any], clock: Any, speed: float = 1.0, name: str = "paced frames", delay_s: float = 0.1
+    ) -> None:
+        self.frames, self.clock, self.speed, self.name, self.delay_s = frames, clock, speed, name, delay_s
         self._i = 0
 
     def read(self) -> Any:
@@ -340,7 +365,7 @@ class PacedSource:
             return None
         f = self.frames[self._i]
         self._i += 1
-        while (wait := f.t - self.clock()) > 0:
+        while (wait := f.t + self.delay_s - self.clock()) > 0:  # the camera pipeline's delay (flight clock)
             time.sleep(min(wait / self.speed, 0.05))
         return Frame(f.index, f.t, f.image, f.error, f.truth)
 

@@ -18,9 +18,8 @@ def sentence(body: str) -> str:
 
 def _dm(value: float, lat: bool) -> tuple[str, str]:
     hemi = ("N" if value >= 0 else "S") if lat else ("E" if value >= 0 else "W")
-    v = abs(value)
-    deg = int(v)
-    minutes = (v - deg) * 60.0
+    total = round(abs(value) * 60.0, 5)  # in minutes, rounded as written: 46.9999999 deg is 47 deg 00.00000'
+    deg, minutes = int(total // 60), total - 60 * int(total // 60)
     return (f"{deg:02d}" if lat else f"{deg:03d}") + f"{minutes:08.5f}", hemi
 
 

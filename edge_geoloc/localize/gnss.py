@@ -254,7 +254,7 @@ class NmeaFilePrior(_Queue):
 
     ``problem`` says (one line naming the file) when the log is not usable as a GNSS source: no valid
     sentence at all, :data:`SILENT_AFTER_BAD` bad ones before the first good one (a binary file, the wrong
-    baud rate), or not one fix in it. The run warns; with ``--strict`` it refuses the log."""
+    baud rate), or not one fix in it. ``run`` prints it as a warning; with ``--strict`` it refuses the log."""
 
     def __init__(self, path: str | Path, crs: MapCRS, offset_s: float = 0.0) -> None:
         super().__init__()
@@ -306,8 +306,6 @@ class NmeaFilePrior(_Queue):
                 f"--gps {path}: no position fix in {decoder.epochs} epochs ({decoder.no_fix} without a fix);"
                 " the receiver never had one in this log"
             )
-        if self.problem:
-            log.warning("%s", self.problem)
 
     def stats(self) -> dict[str, Any]:
         return {

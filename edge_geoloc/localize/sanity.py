@@ -17,10 +17,10 @@ def image_problem(image: np.ndarray) -> str | None:
     grey = np.asarray(image[::step, ::step], dtype=np.float32)
     grey = grey.mean(axis=2) if grey.ndim == 3 else grey
     mean, std = float(grey.mean()), float(grey.std())
-    if std < MIN_CONTRAST:
-        return f"blank frame (grey-level spread {std:.1f} < {MIN_CONTRAST:g})"
     if mean < DARK or float(np.mean(grey <= 5)) > CLIPPED_SHARE:
         return f"too dark (mean grey {mean:.0f})"
     if mean > BRIGHT or float(np.mean(grey >= 250)) > CLIPPED_SHARE:
         return f"overexposed (mean grey {mean:.0f})"
+    if std < MIN_CONTRAST:
+        return f"blank frame (grey-level spread {std:.1f} < {MIN_CONTRAST:g})"
     return None

@@ -55,7 +55,8 @@ def flight(crs):
         Frame(i, float(i), frame(float(e), float(n), 90.0), truth=(float(e), float(n)))
         for i, (e, n) in enumerate(zip(east, north))
     ]
-    att_t = np.arange(-1.0, 5.0, 0.02)  # flying before the first frame: it has an attitude
+    # Flying before the first frame (it has an attitude); the attitude stream drops out after 1.5 s.
+    att_t = np.arange(-1.0, 1.5, 0.02)
     odo_t = np.arange(0.0, 5.0, 0.1)
     gps_t = np.arange(0.0, 5.0, 1.0)
     n, g = len(att_t), len(gps_t)
@@ -97,9 +98,11 @@ def test_the_loop_flies_on_the_simulated_autopilot_over_loopback(model, tmp_path
         records, sent = ap.stop()
         link.close()
     assert time.monotonic() - t0 < 60.0
-    assert [x.source for x in fixes] == ["vision"] * 5
+    # The dropped attitude stream: held for frames 2 and 3 (0.5 and 1.5 s old), frame 4 (2.5 s) skipped.
+    assert [x.source for x in fixes] == ["vision"] * 4 + ["filter-only"] and "attitude stale" in fixes[4].skipped
+    assert summary["skipped"] == {"attitude stale": 1} and summary["attitude_held_frames"] == 2
     gi = [r for r in records if r["type"] == "GPS_INPUT"]
-    assert len(gi) == 5 and all(r["fix_type"] == 3 and r["version"] == 2 for r in gi)
+    assert len(gi) == 5 and all(r["fix_type"] == 3 and r["version"] == 2 for r in gi)  # 1 s dead reckoning: usable
     for r, f in zip(gi, frames):  # what the autopilot got is where the drone was
         east, north = index.crs.to_en(r["lat"] / 1e7, r["lon"] / 1e7)
         assert math.hypot(float(east) - f.truth[0], float(north) - f.truth[1]) < 5.0
@@ -108,9 +111,9 @@ def test_the_loop_flies_on_the_simulated_autopilot_over_loopback(model, tmp_path
     link_summary = summary["gps"]
     sync = link_summary["time_sync"]
     assert sync["method"] == "timesync" and abs(sync["offset_s"] + plan.boot_at_start_s) < 0.05
-    assert link_summary["autopilot"] == "ArduPilot (system 1)" and link_summary["attitude_samples"] >= 200
-    assert link_summary["height_from"].get("relative_to_home", 0) >= 200 and link_summary["gnss_fixes"] == 0
-    assert summary["outputs"][0]["gps_input"] == 5 and sent["ATTITUDE"] == 300
+    assert link_summary["autopilot"] == "ArduPilot (system 1)" and link_summary["attitude_samples"] == 125
+    assert link_summary["height_from"].get("relative_to_home", 0) >= 120 and link_summary["gnss_fixes"] == 0
+    assert summary["outputs"][0]["gps_input"] == 5 and sent["ATTITUDE"] == 125
 
 
 def test_run_replays_a_px4_log_as_the_attitude_source(model, tmp_path):

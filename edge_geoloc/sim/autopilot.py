@@ -177,7 +177,8 @@ def run_autopilot(
     host: str = "127.0.0.1",
 ) -> None:
     """The simulated autopilot's process (see the module docstring): flight time = (monotonic - ``m_ref``) x
-    ``speed``; it streams from ``-lead_s`` to the end of the flight (+1 s) and writes ``record``. With
+    ``speed``; it streams from ``-lead_s`` to the end of the flight (+1 s), then only heartbeats and listens
+    until ``stop`` (or a minute), and writes ``record``. With
     ``ready`` (an event), ``m_ref`` is a shared value the parent sets once this process is up and says so."""
     from edge_geoloc.localize.mavlink import pymavlink
 
@@ -197,7 +198,10 @@ def run_autopilot(
     counts: dict[str, int] = {}
     sched = plan.schedule(lead_s)
     i, end = 0, plan.duration_s + 1.0
-    deadline = time.monotonic() + (end + lead_s) / speed + 30.0  # stops by itself, whatever happens
+    # Stops by itself, whatever happens: the flight, then up to a minute more (real time) of listening for a
+    # companion that fell behind (its late messages are still the flight's), unless told to stop.
+    deadline = time.monotonic() + (end + lead_s) / speed + 60.0
+    next_beat = end
     while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
         now = flight_now()
         while i < len(sched) and sched[i][0] <= now:
@@ -205,9 +209,10 @@ def run_autopilot(
             conn.mav.send(plan.encode(mav, kind, k, t))
             counts[kind] = counts.get(kind, 0) + 1
             i += 1
-        if now >= end:
-            break
-        wait = ((sched[i][0] if i < len(sched) else end) - flight_now()) / speed
+        if now >= next_beat:  # after the flight: heartbeats only, the link stays up
+            conn.mav.send(plan.encode(mav, "HEARTBEAT", 0, now))
+            next_beat = now + 1.0
+        wait = ((sched[i][0] if i < len(sched) else next_beat) - flight_now()) / speed
         if conn.select(max(0.0, min(wait, 0.02))):
             while (msg := conn.recv_msg()) is not None:
                 _received(plan, conn, msg, flight_now(), records, counts)
@@ -329,7 +334,9 @@ def evaluate_gps_input(records: list[dict[str, Any]], sc: Any, speed: float) -> 
         return {"median": round(float(np.median(e)), 2), "p95": round(float(np.percentile(e, 95)), 2)}
 
     span = float(received.max() - received.min())
+    behind = float(np.median(received - t_fix))
     return {
+        "loop_kept_up": bool(behind < 1.0),  # median receipt within a second (flight clock) of the frame
         "gps_input_messages": len(gi),
         "gps_input_no_fix": int((~ok).sum()),
         "gps_input_rate_hz": round((len(gi) - 1) / span, 3) if span > 0 else None,

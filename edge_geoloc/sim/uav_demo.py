@@ -177,7 +177,8 @@ def _mavlink_rows(m: dict[str, Any] | None) -> list[tuple[str, Any]]:
     err, out_err = m.get("gps_input_error_m", {}), m.get("gps_input_outage_error_m", {})
     lat, comp = m.get("gps_input_latency_ms", {}), m["companion_out"].get("latency_ms", {})
     return [
-        ("inputs", f"MAVLink from a simulated autopilot on loopback UDP, played {m['speed']:g}x real time"),
+        ("inputs", f"MAVLink from a simulated autopilot on loopback UDP, played {m['speed']:g}x real time"
+                   + ("" if m.get("loop_kept_up", True) else ": the loop fell behind (a busy CPU?): rerun with a lower --mavlink-speed")),
         ("GPS_INPUT received: messages / rate / sent as no fix",
          f"{m['gps_input_messages']} / {m.get('gps_input_rate_hz')} Hz / {m.get('gps_input_no_fix', 0)}"),
         ("GPS_INPUT position error: whole flight median / p95",

@@ -91,18 +91,25 @@ def read_yaml(path: str | Path) -> Any:
     """Parse a YAML file, remembering key lines; syntax errors name the file and line."""
     path = Path(path)
     text = read_text_file(path, "a YAML file")
-    loader = _LineLoader(text)
-    loader.name = str(path)
+    loader = None
     try:
+        loader = _LineLoader(text)  # its reader refuses control characters already here
+        loader.name = str(path)
         return loader.get_single_data()
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        if isinstance(err, yaml.reader.ReaderError):  # a control character: name its line, not its offset
+            line = text[: err.position].count("\n") + 1
+            raise ConfigError(
+                f"{path}:{line}: not valid YAML: control character #x{err.character:04x} (expected a text file)"
+            ) from None
         raise ConfigError(f"{where}: not valid YAML: {getattr(err, 'problem', err)}") from None
     except (TypeError, RecursionError) as err:  # an unhashable (list or mapping) key; nesting past the stack
         raise ConfigError(f"{path}: not a YAML file of settings ({type(err).__name__}: {err})") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _type_name(tp: Any) -> str:

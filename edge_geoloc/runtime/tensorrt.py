@@ -8,13 +8,19 @@ stream, and synchronizes once. The engine is refused (:func:`check_engine`) unle
 says it was built from this card's graph, by this TensorRT, for this GPU.
 
 TensorRT and the CUDA bindings are passed in or imported here, never at module import.
+
+Type-checked against NVIDIA's API surface although TensorRT cannot run here: under ``TYPE_CHECKING``
+the module the encoder drives is ``tensorrt`` itself (the ``tensorrt-stubs`` package), while at run
+time it is whatever was passed in (the real module, or the tests' fakes). ``make typecheck`` runs
+mypy on this file and :mod:`edge_geoloc.runtime.tensorrt_build` (tests/test_tensorrt_types.py proves
+that a misspelt call fails it).
 """
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +28,9 @@ from edge_geoloc.runtime.card import ATTENTION, DESCRIPTOR, INPUT, ModelCard, ch
 from edge_geoloc.runtime.cuda import CudaAdapter, select_adapter
 from edge_geoloc.runtime.encoder import Encoder
 from edge_geoloc.runtime.engine import EngineError, check_engine, engine_paths, rebuild_hint
+
+if TYPE_CHECKING:  # the checker sees NVIDIA's API (tensorrt-stubs); nothing is imported at run time
+    import tensorrt as trt_api
 
 
 def buffer_plan(card: ModelCard, branch: str, max_batch: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -55,7 +64,11 @@ class TensorRTEncoder(Encoder):
         model_dir = Path(model_dir)
         card = verify(model_dir, card, check_graphs=False)
         super().__init__(card, branch)
-        self.trt = trt or importlib.import_module("tensorrt")
+        if TYPE_CHECKING:
+            import tensorrt as api
+        else:  # the tensorrt module, or a stand-in with its surface (tests)
+            api = trt or importlib.import_module("tensorrt")
+        self.trt = api
         self.cuda = cuda or select_adapter()
         self.gpu = self.cuda.device_info()
         self.sidecar = check_engine(model_dir, card, branch, self.trt.__version__, self.gpu)
@@ -63,30 +76,36 @@ class TensorRTEncoder(Encoder):
         engine_file, _ = engine_paths(model_dir, branch)
         self._logger = self.trt.Logger(self.trt.Logger.WARNING)
         self._runtime = self.trt.Runtime(self._logger)
-        self.engine = self._runtime.deserialize_cuda_engine(engine_file.read_bytes())
-        if self.engine is None:
+        engine = self._runtime.deserialize_cuda_engine(engine_file.read_bytes())
+        if engine is None:
             raise EngineError(
                 f"{engine_file}: TensorRT could not deserialize the engine; {rebuild_hint(model_dir, branch)}"
             )
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        check_io(card, branch, [(n, tuple(self.engine.get_tensor_shape(n))) for n in names], engine_file)
+        self.engine: trt_api.ICudaEngine | None = engine
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        dims = [(n, engine.get_tensor_shape(n)) for n in names]
+        # Dims iterates (pybind11's sequence protocol); the stubs declare __getitem__/__len__ but no __iter__.
+        check_io(card, branch, [(n, tuple(d)) for n, d in dims], engine_file)  # type: ignore[arg-type]
         # The engine's own profile bounds the batch, whatever the card says (they agree: check_engine).
-        _, _, max_shape = self.engine.get_tensor_profile_shape(INPUT, 0)
+        _, _, max_shape = engine.get_tensor_profile_shape(INPUT, 0)
         self.max_batch = int(max_shape[0])
-        self.context = self.engine.create_execution_context()
+        self.context: trt_api.IExecutionContext | None = engine.create_execution_context()
+        context = self.context
         self.stream = self.cuda.create_stream()
         self.host: dict[str, np.ndarray] = {}
         self.device: dict[str, Any] = {}
         for name, (shape, dtype) in buffer_plan(card, branch, self.max_batch).items():
-            engine_dtype = np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(name)))
+            engine_dtype = np.dtype(self.trt.nptype(engine.get_tensor_dtype(name)))
             if engine_dtype != dtype:
                 raise EngineError(f"{engine_file}: tensor '{name}' is {engine_dtype}, expected {dtype}")
             self.host[name] = self.cuda.pinned_empty(shape, dtype)
             self.device[name] = self.cuda.device_alloc(self.host[name].nbytes)
-            self.context.set_tensor_address(name, self.cuda.device_ptr(self.device[name]))
-        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == self.trt.TensorIOMode.OUTPUT]
+            context.set_tensor_address(name, self.cuda.device_ptr(self.device[name]))
+        self.outputs = [n for n in names if engine.get_tensor_mode(n) == self.trt.TensorIOMode.OUTPUT]
 
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.context is None:
+            raise RuntimeError("TensorRT encoder is closed")
         n = len(batch)
         host_in = self.host[INPUT][:n]
         host_in[...] = batch

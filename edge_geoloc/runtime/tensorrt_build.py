@@ -11,7 +11,9 @@ No torch here: this runs on the device.
 The pruned aerial graph puts its kept patch indices back in spatial order with an INT64 TopK;
 onnx-tensorrt lists INT32/INT64 TopK from TensorRT 10 (JetPack 6), while 8.x parses float TopK
 only, so a pruned export needs TensorRT >= 10 (an unpruned one, keep ratio 1, has no TopK).
-Not verified on hardware here: no TensorRT on these machines.
+Not verified on hardware here: no TensorRT on these machines; but the calls are type-checked
+against NVIDIA's API surface (``tensorrt-stubs``) in ``make typecheck``: under ``TYPE_CHECKING`` the
+module :func:`build_engine` drives is ``tensorrt`` itself, at run time whatever was passed in.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import logging
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_geoloc.runtime.card import BRANCHES, INPUT, ModelCard, sha256_of, verify
 from edge_geoloc.runtime.cuda import CudaAdapter, select_adapter
@@ -48,29 +50,37 @@ def import_tensorrt() -> Any:
 def build_engine(
     trt: Any, card: ModelCard, model_dir: Path, branch: str, fp16: bool, workspace_mb: int
 ) -> tuple[bytes, str]:
-    """Serialized engine bytes and the precision actually used."""
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
+    """Serialized engine bytes and the precision actually used.
+
+    ``trt`` is the tensorrt module, or a stand-in with its surface (tests); the checker sees the real one.
+    """
+    if TYPE_CHECKING:
+        import tensorrt as api
+    else:
+        api = trt
+    logger = api.Logger(api.Logger.WARNING)
+    builder = api.Builder(logger)
     flags = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # TensorRT 8.x; implicit in 10
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    if hasattr(api.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # TensorRT 8.x; implicit (deprecated) in 10
+        flags = 1 << int(api.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
+    parser = api.OnnxParser(network, logger)
     onnx_path = model_dir / card.branch(branch).file
     if not parser.parse(onnx_path.read_bytes()):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise BuildError(f"{onnx_path}: TensorRT cannot parse the graph: {'; '.join(errors) or 'no detail'}")
     config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+    config.set_memory_pool_limit(api.MemoryPoolType.WORKSPACE, workspace_mb << 20)
     precision = "fp32"
     if fp16:
         if not builder.platform_has_fast_fp16:
             log.warning("%s: this GPU has no fast FP16; building FP32", branch)
         else:
-            config.set_flag(trt.BuilderFlag.FP16)
+            config.set_flag(api.BuilderFlag.FP16)
             precision = "fp16"
     profile = builder.create_optimization_profile()
-    profile.set_shape(INPUT, *profile_shapes(card, branch))
+    # pybind11 converts a sequence of ints to Dims implicitly; the stubs list only Dims.
+    profile.set_shape(INPUT, *profile_shapes(card, branch))  # type: ignore[arg-type]
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:

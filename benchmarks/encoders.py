@@ -8,7 +8,8 @@ The ONNX Runtime rows go through the device-side encoder (``OrtEncoder``: the ex
 explicit thread settings), the torch rows through the very module that was exported.
 
 Models: the demo model (``models/demo``) when it exists, else random ``tiny`` weights (said so
-in the table); ``transgeo-cvusa`` (street, aerial, aerial pruned at keep 0.64) and
+in the table); ``lite0-hybrid`` (the pretrained EfficientNet-Lite0 hybrid: ``models/lite0-towns`` when
+trained, else random weights of the same graph); ``transgeo-cvusa`` (street, aerial, aerial pruned at keep 0.64) and
 ``transgeo-vigor`` street, random weights. ``--quick`` (what ``make test`` runs) times only the
 small model at small batches and finishes well under a minute.
 
@@ -36,13 +37,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 RESULTS = ROOT / "benchmarks" / "results" / "encoders.json"
 DEMO_DIR = ROOT / "models" / "demo"
+LITE0 = ROOT / "models" / "lite0-towns" / "lite0-towns.pt"  # the pretrained hybrid (issue 13), when trained
 
 
 @dataclass(frozen=True)
 class Case:
     label: str  # what the table calls the model
     config: str
-    weights: str  # "demo" or "random"
+    weights: str  # "demo", "random" or a checkpoint path
     branch: str
     keep_ratios: tuple[float | None, ...]  # None: the checkpoint's; several: timed interleaved, side by side
     batches: tuple[int, ...]
@@ -117,6 +119,8 @@ def prepare(case: Case, keep_ratio: float | None, work: Path, demo: Path | None)
         return demo, encoder_graph(model, case.branch, load_card(demo).aerial.keep_ratio)
     if case.weights == "demo" and demo is not None:
         ckpt = demo
+    elif case.weights not in ("demo", "random"):
+        ckpt = Path(case.weights)
     else:
         ckpt = work / f"{case.config}.pt"
         if not ckpt.exists():
@@ -227,9 +231,12 @@ def cases(quick: bool, demo_label: str) -> list[Case]:
         ]
     small_it = {1: 30, 32: 8}
     big_it = {1: 6, 32: 3}
+    lite0 = str(LITE0) if LITE0.exists() else "random"
     return [
         Case(small, "tiny", weights, "street", (None,), (1, 32), small_it),
         Case(small, "tiny", weights, "aerial", (None,), (1, 32), small_it),
+        Case("lite0-hybrid", "lite0-hybrid", lite0, "street", (None,), (1, 32), small_it),
+        Case("lite0-hybrid", "lite0-hybrid", lite0, "aerial", (None,), (1, 32), small_it),
         Case("transgeo-cvusa", "transgeo-cvusa", "random", "street", (None,), (1, 32), big_it),
         # TransGeo's keep ratio against the unpruned graph, interleaved: what pruning saves in time.
         Case("transgeo-cvusa", "transgeo-cvusa", "random", "aerial", (1.0, 0.64), (1, 32), big_it),

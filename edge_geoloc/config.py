@@ -284,3 +284,9 @@ def strict_json(obj: Any, **options: Any) -> str:
     become null (:func:`finite_or_none`) and ``allow_nan=False`` guards the rest. Every JSON the project
     writes (fixes, summaries, reports, benchmark tables) goes through here."""
     return json.dumps(finite_or_none(obj), allow_nan=False, **options)
+
+
+def pick(namespace: Any, *names: str) -> dict[str, Any]:
+    """``{name: namespace.name}`` for each name: a command's parsed options passed on as keyword arguments
+    under the same names (every CLI forwards its ``argparse`` options this way)."""
+    return {name: getattr(namespace, name) for name in names}

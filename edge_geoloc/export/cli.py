@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from edge_geoloc.config import strict_json
+from edge_geoloc.config import pick, strict_json
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -14,16 +14,8 @@ def _export(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from edge_geoloc.export.onnx_export import export_model
 
-    result = export_model(
-        args.checkpoint,
-        args.out,
-        recipe=args.recipe,
-        keep_ratio=args.keep_ratio,
-        opset=args.opset,
-        parity_data=args.parity_data,
-        parity_samples=args.parity_samples,
-        seed=args.seed,
-    )
+    options = pick(args, "recipe", "keep_ratio", "opset", "parity_data", "parity_samples", "seed")
+    result = export_model(args.checkpoint, args.out, **options)
     r = result.report
     worst = min(v["min_cosine"] for b in ("street", "aerial") for v in r["parity"][b].values())
     worst_abs = max(v["max_abs"] for b in ("street", "aerial") for v in r["parity"][b].values())

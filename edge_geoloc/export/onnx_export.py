@@ -69,6 +69,12 @@ def build_card(
     """The card of the graphs just written in ``out`` (sizes from the training config, nowhere else)."""
     street, aerial = cfg.street_input, cfg.aerial
     common = {"mean": tuple(cfg.mean), "std": tuple(cfg.std), "channel_order": "RGB"}
+
+    def branch(name: str, graph: Any, batch: Any) -> dict[str, Any]:  # what both branches' cards say alike
+        file = f"{name}.onnx"
+        sizes = {"height": graph.height, "width": graph.width, "patch": graph.patch, "attention_grid": graph.grid}
+        return {"file": file, "sha256": sha256_of(out / file), **sizes, "batch": batch, **common}
+
     return ModelCard(
         format=CARD_FORMAT,
         model=name,
@@ -80,30 +86,13 @@ def build_card(
         opset=opset,
         checkpoint=str(checkpoint),
         checkpoint_sha256=sha256_of(checkpoint),
-        street=StreetCard(
-            file="street.onnx",
-            sha256=sha256_of(out / "street.onnx"),
-            height=street.height,
-            width=street.width,
-            patch=street.patch,
-            attention_grid=street.grid,
-            batch=recipe.street_batch,
-            fov_deg=cfg.fov_deg,
-            **common,
-        ),
+        street=StreetCard(**branch("street", street, recipe.street_batch), fov_deg=cfg.fov_deg),
         aerial=AerialCard(
-            file="aerial.onnx",
-            sha256=sha256_of(out / "aerial.onnx"),
-            height=aerial.height,
-            width=aerial.width,
-            patch=aerial.patch,
-            attention_grid=aerial.grid,
-            batch=recipe.aerial_batch,
+            **branch("aerial", aerial, recipe.aerial_batch),
             keep_ratio=keep,
             kept_patches=keep_count(aerial.num_patches, keep) if keep < 1 else aerial.num_patches,
             gsd_m=cfg.aerial_gsd_m,
             tile_m=cfg.tile_m,
-            **common,
         ),
         offset=OffsetCard(file="offset.onnx", sha256=sha256_of(out / "offset.onnx")),
     )

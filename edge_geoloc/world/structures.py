@@ -161,6 +161,15 @@ def draw_pitched(
     return obj
 
 
+def _footprint(canvas: Canvas, polygon: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+    """The canvas window around a footprint and the footprint's mask in it; None where none of it is drawn."""
+    win = canvas.window(polygon, 1.0)
+    if win is None:
+        return None
+    mask = canvas.poly_mask(polygon, win)
+    return (win, mask) if mask.any() else None
+
+
 def draw_hip_any(
     canvas: Canvas,
     plan: Plan,
@@ -175,12 +184,10 @@ def draw_hip_any(
 ) -> int:
     """A hip (or mansard, where ``rise_cap`` flattens the top) roof over any footprint, from the
     footprint's distance transform; on a round footprint it is a cone (silos, tanks, heaps)."""
-    win = canvas.window(polygon, 1.0)
-    if win is None:
+    found = _footprint(canvas, polygon)
+    if found is None:
         return 0
-    mask = canvas.poly_mask(polygon, win)
-    if not mask.any():
-        return 0
+    win, mask = found
     dist = cv2.distanceTransform(np.pad(mask.view(np.uint8), 1), cv2.DIST_L2, 3)[1:-1, 1:-1] * np.float32(canvas.res)
     t = np.float32(np.tan(np.radians(pitch_deg)))
     h = np.float32(eave) + np.minimum(dist * t, np.float32(rise_cap))
@@ -220,12 +227,10 @@ def draw_flat(
     """A flat-roofed building of any footprint with roof details (same object id as the building).
 
     ``into``: paint a part (a tower on its podium) of an already registered building."""
-    win = canvas.window(polygon, 1.0)
-    if win is None:
+    found = _footprint(canvas, polygon)
+    if found is None:
         return 0
-    mask = canvas.poly_mask(polygon, win)
-    if not mask.any():
-        return 0
+    win, mask = found
     top = height + (3.5 if penthouse else (2.2 if hvac else (0.6 if parapet else 0.0)))
     if into:
         obj = into

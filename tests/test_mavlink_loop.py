@@ -114,6 +114,7 @@ def test_the_loop_flies_on_the_simulated_autopilot_over_loopback(model, tmp_path
     assert link_summary["autopilot"] == "ArduPilot (system 1)" and link_summary["attitude_samples"] == 125
     assert link_summary["height_from"].get("relative_to_home", 0) >= 120 and link_summary["gnss_fixes"] == 0
     assert summary["outputs"][0]["gps_input"] == 5 and sent["ATTITUDE"] == 125
+    assert link_summary["waits_in_vain"] >= 2  # frames 2-4: the stopped stream was waited for (0.25 s), once each
 
 
 def test_run_replays_a_px4_log_as_the_attitude_source(model, tmp_path):

@@ -154,6 +154,7 @@ class MavlinkConfig:
     heartbeat_every_s: float = 1.0
     link_lost_s: float = 3.0  # no heartbeat for this long: the link is lost (logged, counted)
     log_offset_s: float = 0.0  # .tlog replays: added to seconds since the log's first message
+    sync_wait_s: float = 0.25  # a frame waits (real time) at most this long for the attitude stream to pass it
 
     def __post_init__(self) -> None:
         if self.speed not in ("airspeed", "groundspeed"):
@@ -229,15 +230,17 @@ class _Events:
 
 
 class _AttitudeView:
-    def __init__(self, events: _Events) -> None:
-        self.events = events
+    def __init__(self, events: _Events, link: MavlinkLink) -> None:
+        self.events, self.link = events, link
 
     def poll(self, t: float) -> list[Attitude]:
+        self.link.wait_until(t)
         return self.events.take(t)
 
 
 class _OdometryView(_AttitudeView):
     def poll(self, t: float) -> list[OdometrySample]:  # type: ignore[override]
+        self.link.wait_until(t)
         return self.events.take(t)
 
 
@@ -250,6 +253,7 @@ class _GnssView(Prior):
         self.name = f"mavlink {link.spec}"
 
     def poll(self, t: float) -> list[GpsFix]:
+        self.link.wait_until(t)
         return self.events.take(t)
 
     def stats(self) -> dict[str, Any]:
@@ -287,7 +291,7 @@ class MavlinkLink:
         self.replay = spec.strip().lower().endswith(".tlog")
         self.sync = ClockSync()
         self._att, self._odo = _Events(), _Events()
-        self.attitude, self.odometry = _AttitudeView(self._att), _OdometryView(self._odo)
+        self.attitude, self.odometry = _AttitudeView(self._att, self), _OdometryView(self._odo, self)
         self.prior = _GnssView(self)
         self.counts: Counter[str] = Counter()
         self.heights: Counter[str] = Counter()
@@ -314,9 +318,16 @@ class MavlinkLink:
         self._lost = False
         self._pending_sync: dict[int, float] = {}
         self._t0_replay: float | None = None
+        self.waited = 0  # frames that waited for the stream, and those that waited in vain
+        self.wait_timeouts = 0
         if self.replay:
             self._read_all()
         else:
+            if hasattr(self.conn, "port") and hasattr(self.conn.port, "setsockopt"):  # ride out a busy reader
+                try:
+                    self.conn.port.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+                except OSError:
+                    pass
             self._thread = threading.Thread(target=self._run, name=f"mavlink {spec}", daemon=True)
             self._thread.start()
             if self.cfg.wait_heartbeat_s > 0:
@@ -335,6 +346,20 @@ class MavlinkLink:
             f"{self.option} {self.spec}: no heartbeat from {want} within {timeout_s:g} s{others}"
             " (wiring, baud rate, the autopilot's MAVLink port settings, or --mavlink-sysid)"
         )
+
+    def wait_until(self, t: float) -> None:
+        """Hold a frame at ``t`` until the attitude stream has passed it (everything sent before that sample
+        has been read too), at most ``sync_wait_s``: a busy reader thread must not make a frame see older
+        events than its time; a stream that stopped costs the wait once per frame (then the staleness rules)."""
+        if self.replay or self._closed or not self._heard.is_set() or self._att._last >= t:
+            return
+        deadline = time.monotonic() + self.cfg.sync_wait_s
+        self.waited += 1
+        while self._att._last < t:
+            if time.monotonic() >= deadline or self._closed:
+                self.wait_timeouts += 1
+                return
+            time.sleep(0.001)
 
     def _run(self) -> None:
         next_beat = next_sync = 0.0
@@ -635,6 +660,9 @@ class MavlinkLink:
             "height_from": dict(self.heights),
             "gnss_denied_s": round(denied, 2),
             "time_sync": self.sync.summary(),
+            "frames_waited_for_the_stream": self.waited,
+            "waits_in_vain": self.wait_timeouts,
+            "messages_lost": int(getattr(self.conn, "mav_loss", 0)),  # sequence-number gaps
             "messages": dict(sorted(self.counts.items())),
         }
         if self.other_systems:

@@ -106,7 +106,7 @@ def test_a_feature_batch_turns_tile_panorama_and_offset_together(data):
 
     street = np.arange(2 * 1 * 1 * 16, dtype=np.float16).reshape(2, 1, 1, 16)
     aerial = np.stack([np.full((4, 1, 2, 2), r, dtype=np.float16) for r in range(4)])  # value = rotation
-    feats = type("F", (), {"street": street, "aerial": aerial})()
+    feats = type("F", (), {"street": street, "aerial": aerial, "bev": None})()
     for seed in range(8):
         rng = np.random.default_rng(seed)
         b = make_feature_batch(Pairs, feats, np.array([0, 1]), cfg, rng, with_semi=False)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_geoloc.data.vigor import VigorDataset, open_protocol
+from edge_geoloc.data.vigor import VigorDataset, dataset_cities, open_protocol
 from edge_geoloc.evaluate import (
     CIRCULAR_SCOPES,
     VIGOR_SCOPE,
@@ -209,9 +209,11 @@ def evaluate_checkpoint(
     sizes = ((cfg.street.height, cfg.street.width), (cfg.aerial.height, cfg.aerial.width))
     trained_on = (state.get("train_config") or {}).get("train_cities")
     for protocol in protocols:
-        if protocol == "same_area" and trained_on:
-            # Same-area means the cities the model was trained in (their held-out panoramas).
-            ds = VigorDataset(data, trained_on, "same_area_test")
+        present = [c for c in trained_on or [] if c in dataset_cities(data)]
+        if protocol == "same_area" and present:
+            # Same-area means the cities the model was trained in (their held-out panoramas); a model trained
+            # on another dataset (more towns) is scored in the ones this dataset has.
+            ds = VigorDataset(data, present, "same_area_test")
         else:
             ds = open_protocol(data, protocol, "test")
         pairs = load_pairs(ds, *sizes)

@@ -110,7 +110,9 @@ def test_a_recorded_stream_becomes_attitude_height_gnss_and_odometry_events_on_t
     assert gnss[4].sigma_m == pytest.approx(2.5 / math.sqrt(2))  # h_acc when the receiver gives it
     assert gnss[0].course_deg == 90.0 and gnss[0].speed_mps == 12.0 and gnss[0].quality == 1
     odo = link.odometry.poll(100.0)
-    assert len(odo) == 50 and odo[1].speed_mps == 11.5 and odo[1].yaw_rate_dps == pytest.approx(2.0)
+    # One sample per speed report for the interval it opens (the last one is still open); the gyro's mean rate.
+    assert len(odo) == 49 and odo[1].speed_mps == 11.5 and odo[1].yaw_rate_dps == pytest.approx(2.0)
+    assert odo[1].t == pytest.approx(att[2].t)  # stamped at the start of its interval
     s = link.prior.stats()
     assert s["autopilot"] == "ArduPilot (system 1)" and s["ignored_systems"] == {7: 1}
     assert s["messages"]["other_system_messages"] == 10  # its attitude

@@ -16,7 +16,7 @@ thread and turns messages into the events the loop already polls (``.attitude``,
   state (logged on each change, summed in the summary). Repeated epochs (a stream faster than the
   receiver) are dropped by their time stamp.
 - ``VFR_HUD`` speed (``airspeed`` by default: what a drone still measures without GNSS) with the gyro's
-  yaw rate (``ATTITUDE.yawspeed``, averaged since the previous speed) -> odometry samples.
+  yaw rate (``ATTITUDE.yawspeed`` averaged until the next speed report) -> odometry samples.
 
 Time: messages carry the autopilot's boot time; frames carry the companion's clock. :class:`ClockSync`
 maps one to the other from ``TIMESYNC`` round trips (offset error <= round trip / 2) and, before any or
@@ -310,6 +310,7 @@ class MavlinkLink:
         self._relative: tuple[float, float] | None = None
         self._att_t = -math.inf  # last ATTITUDE (quaternions only fill in without one)
         self._yaw_rates: list[float] = []
+        self._prev_speed: tuple[float, float] | None = None
         self._gps_seen: dict[str, Any] = {}
         self._gps_fix: dict[str, bool] = {}
         self._denied_since: float | None = None
@@ -555,13 +556,16 @@ class MavlinkLink:
         self._relative = (self.sync.to_loop(msg.time_boot_ms / 1000.0, arrival), msg.relative_alt / 1000.0)
 
     def _on_vfr_hud(self, msg: Any, arrival: float) -> None:
+        """An odometry sample per speed report, for the interval since the previous one: that report's speed
+        and the gyro's mean yaw rate over the interval, stamped at its start (the filter holds a sample
+        forward, so a rate stamped at the interval's end would lag by one interval)."""
         speed = float(getattr(msg, self.cfg.speed))
         last = self.last_attitude
         t = last.t if last is not None and arrival - last.t <= 0.1 else arrival
         rates, self._yaw_rates = self._yaw_rates, []
-        rate = sum(rates) / len(rates) if rates else 0.0
-        if math.isfinite(speed):
-            self._odo.push(t, OdometrySample(t, max(0.0, speed), rate))
+        prev, self._prev_speed = self._prev_speed, (t, speed) if math.isfinite(speed) else None
+        if prev is not None and rates:
+            self._odo.push(prev[0], OdometrySample(prev[0], max(0.0, prev[1]), sum(rates) / len(rates)))
 
     def _on_system_time(self, msg: Any, arrival: float) -> None:
         if msg.time_unix_usec > 1.5e15:  # a real date: the autopilot's UTC, for the summary

@@ -215,7 +215,8 @@ def test_run_cli_with_torch_blocked_to_the_end(model, tmp_path):
     write_folder(tmp_path / "frames", 6)
     out, summary = tmp_path / "fixes.jsonl", tmp_path / "summary.json"
     p = subprocess.run(
-        cli(model, tmp_path / "frames", out, "--rate-hz", "2", "--summary-json", str(summary)),
+        # no budget: on a loaded machine the first encode may not fit 100 ms, and this test is about imports
+        cli(model, tmp_path / "frames", out, "--rate-hz", "2", "--summary-json", str(summary), "--budget-ms", "0"),
         capture_output=True,
         text=True,
         timeout=120,

@@ -233,13 +233,13 @@ def main() -> int:
 
     from edge_geoloc.maps import MapIndex
     from edge_geoloc.runtime import load_card, open_encoder
-    from edge_geoloc.sim.demo import DEMO_MODEL, MAP_CACHE, cached_map
+    from edge_geoloc.sim.demo import MAP_CACHE, UAV_DEMO_MODEL, cached_map
     from edge_geoloc.sim.flight import DEMO_UAV_CAMERA
     from edge_geoloc.sim.scenario import load_world
     from edge_geoloc.sim.uav_demo import find_uav_export
 
     t_all = time.perf_counter()
-    model = find_uav_export(args.model or DEMO_MODEL)
+    model = find_uav_export(args.model or UAV_DEMO_MODEL)
     card = load_card(model)
     card.branch("drone")  # a clear error when the export has no drone branch
     towns = args.towns or (TOWNS[:1] if args.quick else TOWNS[:2])

@@ -1,6 +1,6 @@
 """`edge-geoloc demo`: a car drives through a synthetic town and loses GPS for five minutes.
 
-What it does, on the embedded defaults (the committed demo model in ``models/demo`` and the
+What it does, on the embedded defaults (the committed demo model in ``models/lite0-towns`` and the
 built-in region ``maps/demo-suburb.yaml``):
 
 1. builds the town's map bundle with the model's aerial encoder, or reuses the cached one
@@ -32,7 +32,11 @@ from edge_geoloc.localize.loop import LoopConfig
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO_MODEL = ROOT / "models" / "demo"
+# The car's demo model: the pretrained EfficientNet-Lite0 hybrid trained on 56 towns (models/lite0-towns).
+DEMO_MODEL = ROOT / "models" / "lite0-towns"
+# The UAV demo's: the tiny ViT with the drone branch trained against its aerial bank (models/demo), until a
+# drone branch is trained on the pretrained backbone.
+UAV_DEMO_MODEL = ROOT / "models" / "demo"
 DEMO_REGION = ROOT / "maps" / "demo-suburb.yaml"
 MAP_CACHE = ROOT / "maps" / "build"
 

@@ -50,11 +50,11 @@ def run_uav_demo(
     (:func:`edge_geoloc.sim.autopilot.run_through_mavlink`); the report adds what it received."""
     from edge_geoloc.localize.loop import Localizer
     from edge_geoloc.localize.run import open_models
-    from edge_geoloc.sim.demo import loop_and_report, prepare_demo
+    from edge_geoloc.sim.demo import UAV_DEMO_MODEL, loop_and_report, prepare_demo
     from edge_geoloc.sim.flight import make_uav_scenario
     from edge_geoloc.sim.scenario import load_world, render_frames, run_scenario
 
-    run = prepare_demo(out, model, find_uav_export, region, duration_s, outage, map_cache, workers, progress, "flight")
+    run = prepare_demo(out, model or UAV_DEMO_MODEL, find_uav_export, region, duration_s, outage, map_cache, workers, progress, "flight")
     world = load_world(run.region_file)
     camera = replace(DEMO_UAV_CAMERA, attitude=AttitudeConfig(yaw=yaw))  # type: ignore[arg-type]
     attitude = AttitudeModel(yaw_bias_deg=12.0, seed=seed + 2)

@@ -234,12 +234,12 @@ class SeparationCheck:
     ``(top - mean) / std`` of the query's scores against a fixed random sample of the map's tiles (a few
     hundred dot products). While GPS pins the filter, each frame's separation is kept with whether its
     top tile lay within a tile side of the truth; the calibrated margin is the ``quantile`` of the
-    separations of those right frames: a frame below it looks like the frames that were wrong, and its
-    mixture is uninformative. Before ``min_samples`` pinned frames there is no margin (None); with fewer
+    separations of those right frames (default 0: the lowest separation at which the model was ever right):
+    a frame below it looks only like the frames that were wrong, and its mixture is uninformative. Before ``min_samples`` pinned frames there is no margin (None); with fewer
     than ``min_right`` right frames among them the model never found this place and the margin is
     infinite (no frame passes)."""
 
-    def __init__(self, quantile: float = 0.05, min_samples: int = 20, min_right: int = 5, keep: int = 400) -> None:
+    def __init__(self, quantile: float = 0.0, min_samples: int = 20, min_right: int = 5, keep: int = 400) -> None:
         self.quantile, self.min_samples, self.min_right, self.keep = quantile, min_samples, min_right, keep
         self.separation: list[float] = []
         self.right: list[bool] = []

@@ -3,8 +3,8 @@
 Each row trains the pretrained hybrid model (frozen, cached EfficientNet-Lite0 trunk; trained
 transformer head) from the same base config, changing one thing: the number of training towns
 (4, 8, 16, 32, all: the curve that says where to stop adding towns), look-alike mining,
-rotation augmentation, the panorama's ground view (BEV co-retrieval). Every row is scored on the
-held-out validation towns (what selects its best epoch) and on the demo dataset's four test-*
+rotation augmentation, the street input's resolution, the panorama's ground view (BEV
+co-retrieval). Every row is scored on the held-out validation towns (what selects its best epoch) and on the demo dataset's four test-*
 towns, which no row ever trains on (cross-area R@1 / R@1% at the best validation epoch).
 
     .venv/bin/python benchmarks/levers.py --data data/synth-towns --monitor data/synth-demo   # hours on 2 vCPUs
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import tempfile
@@ -30,13 +31,17 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "levers.json"
 
 
-def lever_configs(base, towns: list[str], bev_model: str, quick: bool) -> list[tuple[str, object]]:
+def lever_configs(
+    base, towns: list[str], bev_model: str, quick: bool, s128_model: str | None = None
+) -> list[tuple[str, object]]:
     """(row name, TrainConfig) for every lever, each one change from ``base``."""
     rows = [("baseline (all towns, mining, rotations)", base)]
     rows.append(("no look-alike mining", dataclasses.replace(base, mined_negatives=0)))
     no_turns = dataclasses.replace(base.augment, rotate90=False)
     rows.append(("no rotation augmentation", dataclasses.replace(base, augment=no_turns)))
     rows.append(("+ ground view (BEV co-retrieval)", dataclasses.replace(base, model=bev_model)))
+    if s128_model:
+        rows.append(("street input 128x512 (8x32 tokens)", dataclasses.replace(base, model=s128_model)))
     for n in (4, 8, 16, 32):
         if n < len(towns):
             # Every style in proportion: the towns list is ordered so that a prefix mixes the styles.
@@ -64,7 +69,8 @@ def run_row(name: str, cfg, data: Path, monitor: Path | None, out: Path) -> dict
     from edge_geoloc.train.loop import Trainer
 
     t = time.perf_counter()
-    metrics = Trainer(cfg, data, out, monitor_data=monitor).run()
+    resume = (out / "checkpoint.pt").is_file()  # a row cut off mid-way continues where it stopped
+    metrics = Trainer(cfg, data, out, monitor_data=monitor).run(resume=resume)
     best = max(metrics, key=lambda m: m["R@1"])
     row = {
         "lever": name,
@@ -82,6 +88,13 @@ def run_row(name: str, cfg, data: Path, monitor: Path | None, out: Path) -> dict
         flush=True,
     )
     return row
+
+
+def earlier_rows(path: Path) -> list[dict]:
+    """The rows of an earlier levers JSON (``[meta, *rows]``); none when the file does not exist."""
+    if not path.is_file():
+        return []
+    return [r for r in json.loads(path.read_text()) if not r.get("_meta")]
 
 
 def format_table(rows: list[dict], notes: list[str]) -> str:
@@ -131,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="lite0-towns", help="base training config")
     parser.add_argument("--epochs", type=int, default=8, help="epochs per row (the same schedule for every row)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "levers", help="run folders")
+    parser.add_argument("--only", default="", help="comma-separated words: run only the rows whose name has one")
+    parser.add_argument(
+        "--reuse", type=Path, action="append", default=[],
+        help="an earlier levers JSON: its rows with the same name and epochs are taken, not retrained",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -153,8 +171,20 @@ def main(argv: list[str] | None = None) -> int:
             base = dataclasses.replace(
                 base, epochs=args.epochs, train_cities=interleave_styles(list(base.train_cities or []))
             )
-        levers = lever_configs(base, list(base.train_cities or []), bev_model, args.quick)
-        rows = [run_row(name, cfg, data, monitor, out / f"row{i}") for i, (name, cfg) in enumerate(levers)]
+        s128_model = None if args.quick else str(ROOT / "edge_geoloc/configs/model/lite0-hybrid-s128.yaml")
+        levers = lever_configs(base, list(base.train_cities or []), bev_model, args.quick, s128_model)
+        if args.only:
+            words = [w.strip() for w in args.only.split(",") if w.strip()]
+            levers = [(n, c) for n, c in levers if any(w in n for w in words)]
+        # Rows already measured (this run's own ledger, or --reuse files) are taken as they are: resumable.
+        ledger = out / "rows.json"
+        done = {(r["lever"], r["epochs"]): r for f in [*args.reuse, ledger] for r in earlier_rows(f)}
+        rows = []
+        for i, (name, cfg) in enumerate(levers):
+            row = done.get((name, cfg.epochs)) or run_row(name, cfg, data, monitor, out / f"row{i}")
+            rows.append(row)
+            if not args.quick:
+                write_json(ledger, rows, ["rows measured so far"], t0)
     notes = [
         f"base config {args.config if not args.quick else 'quick-hybrid (tiny dataset)'}; {args.epochs if not args.quick else 1}"
         " epoch(s) per row with the base config's LR schedule; best epoch by the validation towns' R@1",

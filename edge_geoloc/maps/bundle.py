@@ -7,6 +7,8 @@
     descriptors.npy    float16 (tiles, dim), L2-normalized, in storage order (memory-mapped)
     shards/NNNNNN.hnsw one hnswlib index per shard; labels are rows of descriptors.npy
     shards/NNNNNN.proj.npy  (only with ``hnsw.dim < descriptor dim``) the shard's mean and PCA basis
+    ortho.tif          (optional) the map imagery for registration: a tiled WebP GeoTIFF with overviews,
+                       grid-north-up in the map CRS (:mod:`edge_geoloc.maps.ortho` reads it by window)
 
 Storage order is geographic (:mod:`edge_geoloc.maps.layout`): shard by shard, a Hilbert curve
 inside each, so a shard is one contiguous block of rows and a scope a few runs inside it.
@@ -169,6 +171,26 @@ class FileInfo:
 
 
 @dataclass(frozen=True)
+class OrthoInfo:
+    """The imagery layer (``ortho.tif``): a raster aligned with the map CRS axes (up = grid north).
+
+    Pixel (row, col) covers east ``[east_min + col*gsd, east_min + (col+1)*gsd)`` and north
+    ``(north_max - (row+1)*gsd, north_max - row*gsd]``: its centre is at ``+0.5`` pixel (PixelIsArea)."""
+
+    file: str
+    gsd_m: float = field(metadata=check(lambda v: v > 0, "metres per pixel"))
+    east_min: float  # west edge of column 0
+    north_max: float  # north edge of row 0
+    width: int = field(metadata=check(lambda v: v > 0, "a positive pixel count"))
+    height: int = field(metadata=check(lambda v: v > 0, "a positive pixel count"))
+    tile_px: int = field(metadata=check(lambda v: v > 0 and v % 16 == 0, "a TIFF tile side (a multiple of 16)"))
+    compression: Literal["webp", "jpeg"] = "webp"
+    quality: int = field(default=90, metadata=check(lambda v: 1 <= v <= 100, "a quality in [1, 100]"))
+    alpha: bool = False  # a fourth channel marks missing pixels (source nodata): 0 missing, 255 imagery
+    overviews: int = field(default=0, metadata=check(lambda v: v >= 0, "a count of overview levels"))
+
+
+@dataclass(frozen=True)
 class Manifest:
     format: str
     region: RegionInfo
@@ -179,6 +201,7 @@ class Manifest:
     shards: ShardInfo
     hnsw: HnswInfo
     files: dict[str, FileInfo]
+    ortho: OrthoInfo | None = None  # the imagery layer; None: a map without imagery (no metric refinement)
 
     def map_crs(self) -> MapCRS:
         return MapCRS(self.crs)

@@ -249,7 +249,28 @@ def reader_counts(reader: NmeaReader) -> str:
     return ", ".join(sorted(bad)) if bad else "nothing decodable"
 
 
-class NmeaFilePrior(_Queue):
+class _NmeaPrior(_Queue):
+    """NMEA decoded into fixes (a log or a live stream): one reader, one decoder, one ``problem`` line."""
+
+    def __init__(self, crs: MapCRS, reader: NmeaReader) -> None:
+        super().__init__()
+        self.reader = reader
+        self.decoder = NmeaDecoder(crs)
+        self.problem: str | None = None
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "source": self.name,
+            "fixes": self.fixes,
+            "epochs": self.decoder.epochs,
+            "no_fix_epochs": self.decoder.no_fix,
+            **({"unprojectable": self.decoder.unprojectable} if self.decoder.unprojectable else {}),
+            **self.reader.summary(),
+            **({"problem": self.problem} if self.problem else {}),
+        }
+
+
+class NmeaFilePrior(_NmeaPrior):
     """An NMEA log replayed on its own clock: t = UTC seconds since its first timed sentence + ``offset_s``.
 
     ``problem`` says (one line naming the file) when the log is not usable as a GNSS source: no valid
@@ -257,7 +278,6 @@ class NmeaFilePrior(_Queue):
     baud rate), or not one fix in it. ``run`` prints it as a warning; with ``--strict`` it refuses the log."""
 
     def __init__(self, path: str | Path, crs: MapCRS, offset_s: float = 0.0) -> None:
-        super().__init__()
         path = Path(path)
         if path.is_dir():
             raise ValueError(f"--gps {path}: is a folder (expected an NMEA 0183 log file, 'none', udp:// or serial:)")
@@ -267,8 +287,8 @@ class NmeaFilePrior(_Queue):
             )
         self.name = f"nmea file {path}"
         self.path = path
-        self.reader = NmeaReader(path.read_bytes().splitlines(keepends=True))  # line by line: counts as they come
-        decoder = NmeaDecoder(crs)
+        super().__init__(crs, NmeaReader(path.read_bytes().splitlines(keepends=True)))  # line by line: counted
+        decoder = self.decoder
         first: float | None = None
         last = None
         day = 0.0
@@ -288,8 +308,6 @@ class NmeaFilePrior(_Queue):
                 self._push(fix)
         for fix in decoder.flush():
             self._push(fix)
-        self.decoder = decoder
-        self.problem: str | None = None
         size = path.stat().st_size
         if self.reader.good == 0:
             self.problem = (
@@ -307,28 +325,14 @@ class NmeaFilePrior(_Queue):
                 " the receiver never had one in this log"
             )
 
-    def stats(self) -> dict[str, Any]:
-        return {
-            "source": self.name,
-            "fixes": self.fixes,
-            "epochs": self.decoder.epochs,
-            "no_fix_epochs": self.decoder.no_fix,
-            **({"unprojectable": self.decoder.unprojectable} if self.decoder.unprojectable else {}),
-            **self.reader.summary(),
-            **({"problem": self.problem} if self.problem else {}),
-        }
 
-
-class NmeaStreamPrior(_Queue):
+class NmeaStreamPrior(_NmeaPrior):
     """Live NMEA from UDP datagrams or a serial port, read in a thread and stamped on arrival."""
 
     def __init__(self, spec: str, crs: MapCRS, clock: Any = time.monotonic) -> None:
-        super().__init__()
-        self.reader = NmeaReader()
-        self.decoder = NmeaDecoder(crs)
+        super().__init__(crs, NmeaReader())
         self.clock = clock
         self.spec = spec
-        self.problem: str | None = None
         self.silent_after_s = SILENT_AFTER_S
         self.bytes = 0
         self._stop = threading.Event()
@@ -379,16 +383,6 @@ class NmeaStreamPrior(_Queue):
                     self._push(fix)
             for fix in self.decoder.flush(partial=True):  # no waiting for the next epoch: a fix is due now
                 self._push(fix)
-
-    def stats(self) -> dict[str, Any]:
-        return {
-            "source": self.name,
-            "fixes": self.fixes,
-            "epochs": self.decoder.epochs,
-            "no_fix_epochs": self.decoder.no_fix,
-            **self.reader.summary(),
-            **({"problem": self.problem} if self.problem else {}),
-        }
 
     def close(self) -> None:
         self._stop.set()

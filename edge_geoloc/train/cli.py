@@ -5,6 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_geoloc.config import pick
+
+
+def _dataset_option(p: argparse.ArgumentParser) -> None:
+    """``--data``: what both commands read (the training pairs, or the queries and references scored)."""
+    p.add_argument("--data", required=True, help="dataset root in VIGOR's layout")
+
 
 def _train(args: argparse.Namespace) -> int:
     import os
@@ -30,12 +37,7 @@ def _eval(args: argparse.Namespace) -> int:
     from edge_geoloc.train.evaluation import evaluate_checkpoint, print_report
 
     report = evaluate_checkpoint(
-        args.checkpoint,
-        args.data,
-        protocols=args.protocol,
-        orientations=args.orientation,
-        max_queries=args.max_queries,
-        seed=args.seed,
+        args.checkpoint, args.data, **pick(args, "protocols", "orientations", "max_queries", "seed")
     )
     print_report(report)
     if args.json:
@@ -50,7 +52,7 @@ def _eval(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a cross-view model on a VIGOR-layout dataset")
     p.add_argument("--config", required=True, help="training config YAML (or a name in edge_geoloc/configs/train)")
-    p.add_argument("--data", required=True, help="dataset root in VIGOR's layout")
+    _dataset_option(p)
     p.add_argument("--out", required=True, help="run folder: checkpoints, metrics.csv/json")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--epochs", type=int, default=0, help="override the config's number of epochs")
@@ -64,9 +66,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("eval", help="retrieval, meter-level and heading metrics of a checkpoint")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", required=True, help="dataset root in VIGOR's layout")
-    p.add_argument("--protocol", nargs="+", default=["same_area", "cross_area"], choices=["same_area", "cross_area"])
-    p.add_argument("--orientation", nargs="+", default=["aligned", "unknown"], choices=["aligned", "unknown"])
+    _dataset_option(p)
+    p.add_argument(
+        "--protocol",
+        dest="protocols",
+        nargs="+",
+        default=["same_area", "cross_area"],
+        choices=["same_area", "cross_area"],
+    )
+    p.add_argument(
+        "--orientation", dest="orientations", nargs="+", default=["aligned", "unknown"], choices=["aligned", "unknown"]
+    )
     p.add_argument("--max-queries", type=int, default=0, help="evaluate a seeded subset of queries (0: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noisy GPS priors and query subsets")
     p.add_argument("--json", help="write the report here")

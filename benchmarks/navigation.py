@@ -49,6 +49,7 @@ def run_drive(town: str, seed: int, duration: float, outage: tuple[float, float]
     from edge_geoloc.localize.run import open_models
     from edge_geoloc.sim.demo import MAP_CACHE, cached_map
     from edge_geoloc.sim.scenario import (
+        Trip,
         evaluate,
         load_world,
         make_scenario,
@@ -60,7 +61,7 @@ def run_drive(town: str, seed: int, duration: float, outage: tuple[float, float]
 
     region = ROOT / "maps" / "synth" / f"{town}.yaml"
     map_dir = cached_map(region, model, MAP_CACHE, workers=2, progress=False)
-    sc = make_scenario(load_world(region), seed=seed, duration_s=duration, outage=outage, rate_hz=rate)
+    sc = make_scenario(load_world(region), Trip(seed, duration, outage, rate))
     frames = render_frames(sc, workers=2)
     encoder, index, offset = open_models(model, map_dir, threads=2)
     res = run_scenario(sc, encoder, index, offset, frames=frames)

@@ -40,19 +40,14 @@ KEYS = (
 
 
 def fly(altitude: float, seed: int, duration: float, outage: tuple[float, float], model: str | None) -> dict:
-    from edge_geoloc.sim.uav_demo import run_uav_demo
+    from edge_geoloc.sim.demo import DemoOptions
+    from edge_geoloc.sim.scenario import Trip
+    from edge_geoloc.sim.uav_demo import UavFlight, run_uav_demo
 
     with tempfile.TemporaryDirectory() as out:
-        r = run_uav_demo(
-            out,
-            model=model,
-            seed=seed,
-            altitude_m=altitude,
-            duration_s=duration,
-            outage=outage,
-            budget_ms=BUDGET_MS,
-            progress=False,
-        )
+        trip = Trip(seed, duration, outage, rate_hz=1.0)
+        options = DemoOptions(out, model=model, trip=trip, budget_ms=BUDGET_MS, progress=False)
+        r = run_uav_demo(options, UavFlight(altitude_m=altitude))
     row = {"altitude_m": altitude, "seed": seed, **{k: r[k] for k in KEYS}}
     row["within_target"] = bool(
         r["outage_median_error_m"] <= TARGET_MEDIAN_M and r["outage_p95_error_m"] <= TARGET_P95_M

@@ -265,7 +265,8 @@ def test_sigint_flushes_the_fixes_and_prints_the_summary(model, tmp_path):
 
 def test_demo_writes_the_report_and_plots(model, tmp_path):
     """The demo end to end on a small town and the small export (the real one runs `make demo`)."""
-    from edge_geoloc.sim.demo import cached_map, run_demo
+    from edge_geoloc.sim.demo import DemoOptions, cached_map, run_demo
+    from edge_geoloc.sim.scenario import Trip
 
     export, _ = model
     region = tmp_path / "town.yaml"
@@ -274,8 +275,10 @@ def test_demo_writes_the_report_and_plots(model, tmp_path):
     )
     out = tmp_path / "demo"
     report = run_demo(
-        out, model=export, region=region, duration_s=30.0, outage=(10.0, 20.0), rate_hz=1.0, workers=1,
-        map_cache=tmp_path / "maps", progress=False,
+        DemoOptions(
+            out, model=export, region=region, trip=Trip(0, 30.0, (10.0, 20.0), 1.0), workers=1,
+            map_cache=tmp_path / "maps", progress=False,
+        )
     )  # fmt: skip
     saved = json.loads((out / "report.json").read_text())
     for key in ("frames", "fix_rate", "median_error_m", "p95_error_m", "outage_median_error_m",

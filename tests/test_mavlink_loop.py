@@ -31,7 +31,7 @@ from edge_geoloc.localize.mavlink import MavlinkConfig, MavlinkLink
 from edge_geoloc.localize.mavlink_out import MavlinkOutput, OutputConfig
 from edge_geoloc.localize.run import open_models, run_loop
 from edge_geoloc.localize.sources import Capture, Frame
-from edge_geoloc.sim.autopilot import AutopilotPlan, PacedSource, SimulatedAutopilot
+from edge_geoloc.sim.autopilot import AutopilotPlan, PacedSource, Playback, SimulatedAutopilot
 from edge_geoloc.sim.flightlogs import FlightRecord, write_ulog
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +76,9 @@ def test_the_loop_flies_on_the_simulated_autopilot_over_loopback(model, tmp_path
     link = MavlinkLink(
         "udp:127.0.0.1:0", index.crs, clock=lambda: box["ap"].clock(), config=MavlinkConfig(wait_heartbeat_s=0)
     )
-    ap = box["ap"] = SimulatedAutopilot(plan, link.conn.port.getsockname()[1], tmp_path / "ap.jsonl", speed=SPEED)
+    ap = box["ap"] = SimulatedAutopilot(
+        plan, Playback(link.conn.port.getsockname()[1], str(tmp_path / "ap.jsonl"), SPEED)
+    )
     t0 = time.monotonic()
     ap.start()
     try:

@@ -161,7 +161,9 @@ def test_attitude_csv_errors_name_the_line(tmp_path):
 
 def test_uav_demo_writes_the_report_and_plots(model, tmp_path):
     """`edge-geoloc demo --vehicle uav` end to end on a small town with the small export's drone branch."""
-    from edge_geoloc.sim.uav_demo import run_uav_demo
+    from edge_geoloc.sim.demo import DemoOptions
+    from edge_geoloc.sim.scenario import Trip
+    from edge_geoloc.sim.uav_demo import UavFlight, run_uav_demo
 
     export, _ = model
     region = tmp_path / "town.yaml"
@@ -169,10 +171,11 @@ def test_uav_demo_writes_the_report_and_plots(model, tmp_path):
         "name: tiny-town\ncenter_lat: 45.487\ncenter_lon: -122.804\nsize_m: 600\nstyle: suburb\nseed: 7\nresolution_m: 0.5\n"
     )
     out = tmp_path / "demo-uav"
-    report = run_uav_demo(
-        out, model=export, region=region, duration_s=30.0, outage=(10.0, 20.0), rate_hz=0.5, workers=1,
-        map_cache=tmp_path / "maps", progress=False, altitude_m=60.0,
+    options = DemoOptions(
+        out, model=export, region=region, trip=Trip(0, 30.0, (10.0, 20.0), 0.5), budget_ms=None, workers=1,
+        map_cache=tmp_path / "maps", progress=False,
     )  # fmt: skip
+    report = run_uav_demo(options, UavFlight(altitude_m=60.0))
     saved = json.loads((out / "report.json").read_text())
     for key in ("frames", "fix_rate", "median_error_m", "p95_error_m", "outage_median_error_m",
                 "odometry_only_outage_median_error_m", "median_heading_error_deg", "fps", "deadline_misses"):  # fmt: skip

@@ -165,25 +165,28 @@ class AutopilotPlan:
         raise ValueError(f"unknown message {kind}")
 
 
-def run_autopilot(
-    plan: AutopilotPlan,
-    port: int,
-    record: str,
-    m_ref: Any,
-    speed: float = 1.0,
-    lead_s: float = 2.0,
-    stop: Any = None,
-    ready: Any = None,
-    host: str = "127.0.0.1",
-) -> None:
+@dataclass(frozen=True)
+class Playback:
+    """How the simulated autopilot plays its plan: to the companion's UDP ``port`` on ``host``, at ``speed``
+    times real time from ``-lead_s`` (flight time), recording what it receives to ``record``."""
+
+    port: int
+    record: str
+    speed: float = 1.0
+    lead_s: float = 2.0
+    host: str = "127.0.0.1"
+
+
+def run_autopilot(plan: AutopilotPlan, play: Playback, m_ref: Any, stop: Any = None, ready: Any = None) -> None:
     """The simulated autopilot's process (see the module docstring): flight time = (monotonic - ``m_ref``) x
-    ``speed``; it streams from ``-lead_s`` to the end of the flight (+1 s), then only heartbeats and listens
-    until ``stop`` (or ten minutes), and writes ``record``. With
-    ``ready`` (an event), ``m_ref`` is a shared value the parent sets once this process is up and says so."""
+    ``play.speed``; it streams from ``-play.lead_s`` to the end of the flight (+1 s), then only heartbeats and
+    listens until ``stop`` (or ten minutes), and writes ``play.record``. With ``ready`` (an event), ``m_ref`` is a
+    shared value the parent sets once this process is up and says so."""
     from edge_geoloc.localize.mavlink import pymavlink
 
+    speed, lead_s = play.speed, play.lead_s
     mavutil = pymavlink()
-    conn = mavutil.mavlink_connection(f"udpout:{host}:{port}", source_system=plan.sysid, source_component=1)
+    conn = mavutil.mavlink_connection(f"udpout:{play.host}:{play.port}", source_system=plan.sysid, source_component=1)
     mav = conn.mav
     if ready is not None:  # imports done and the socket open: the parent starts the clock now
         ready.set()
@@ -217,7 +220,7 @@ def run_autopilot(
         if conn.select(max(0.0, min(wait, 0.02))):
             while (msg := conn.recv_msg()) is not None:
                 _received(plan, conn, msg, flight_now(), records, counts)
-    Path(record).write_text("".join(json.dumps(r) + "\n" for r in records) + json.dumps({"sent": counts}) + "\n")
+    Path(play.record).write_text("".join(json.dumps(r) + "\n" for r in records) + json.dumps({"sent": counts}) + "\n")
     conn.close()
 
 
@@ -254,12 +257,11 @@ class SimulatedAutopilot:
     :meth:`clock` is the flight clock, which the demo also gives the companion (its frames are stamped on it):
     the offset to the autopilot's boot clock is ``-plan.boot_at_start_s``."""
 
-    def __init__(
-        self, plan: AutopilotPlan, port: int, record: str | Path, speed: float = 1.0, lead_s: float = 2.0
-    ) -> None:
-        if not speed > 0:
-            raise ValueError(f"simulated autopilot speed must be positive, got {speed}")
-        self.plan, self.port, self.record, self.speed, self.lead_s = plan, port, Path(record), speed, lead_s
+    def __init__(self, plan: AutopilotPlan, play: Playback) -> None:
+        if not play.speed > 0:
+            raise ValueError(f"simulated autopilot speed must be positive, got {play.speed}")
+        self.plan, self.play = plan, play
+        self.record, self.speed, self.lead_s = Path(play.record), play.speed, play.lead_s
         self._ctx = mp.get_context("spawn")  # a fresh interpreter: no forked threads or ONNX Runtime pools
         self._stop, self._ready = self._ctx.Event(), self._ctx.Event()
         self._shared_ref = self._ctx.Value("d", 0.0)
@@ -271,16 +273,7 @@ class SimulatedAutopilot:
         at ``-lead_s``, that is ``lead_s / speed`` real seconds from then."""
         self.proc = self._ctx.Process(
             target=run_autopilot,
-            args=(
-                self.plan,
-                self.port,
-                str(self.record),
-                self._shared_ref,
-                self.speed,
-                self.lead_s,
-                self._stop,
-                self._ready,
-            ),
+            args=(self.plan, self.play, self._shared_ref, self._stop, self._ready),
             name="simulated autopilot",
             daemon=True,
         )
@@ -405,7 +398,7 @@ def run_through_mavlink(
         "udp:127.0.0.1:0", sc.crs, clock=lambda: box["ap"].clock(), config=MavlinkConfig(wait_heartbeat_s=0)
     )
     port = link.conn.port.getsockname()[1]
-    ap = box["ap"] = SimulatedAutopilot(plan, port, out_dir / "autopilot.jsonl", speed=speed)
+    ap = box["ap"] = SimulatedAutopilot(plan, Playback(port, str(out_dir / "autopilot.jsonl"), speed=speed))
     ap.start()
     try:
         link.wait_for_autopilot(60.0)

@@ -16,17 +16,12 @@ def synthetic_inputs(args: argparse.Namespace, camera: Any, index: Any) -> RunIn
     from edge_geoloc.localize.odometry import Odometry
     from edge_geoloc.sim.flight import make_uav_scenario
     from edge_geoloc.sim.gnss import SimulatedGps
-    from edge_geoloc.sim.scenario import DEMO_CAMERA, load_world, make_scenario
+    from edge_geoloc.sim.scenario import DEMO_CAMERA, Trip, load_world, make_scenario
 
     uav = getattr(camera, "kind", None) == "uav"
-    sc = (make_uav_scenario if uav else make_scenario)(
-        load_world(args.source[len("synthetic:") :]),
-        seed=args.seed,
-        duration_s=args.duration,
-        outage=tuple(args.outage) if args.outage else None,
-        rate_hz=args.rate_hz,
-        camera=camera or DEMO_CAMERA,
-    )
+    trip = Trip(args.seed, args.duration, tuple(args.outage) if args.outage else None, args.rate_hz)
+    world = load_world(args.source[len("synthetic:") :])
+    sc = (make_uav_scenario if uav else make_scenario)(world, trip, camera=camera or DEMO_CAMERA)
     return RunInputs(
         sc.source(),
         prior=SimulatedGps(sc.gps) if args.gps == "sim" else None,
@@ -40,26 +35,27 @@ def _demo(args: argparse.Namespace) -> int:
     uav = args.vehicle == "uav"
     if args.mavlink and not uav:
         raise SystemExit("edge-geoloc demo: --mavlink needs --vehicle uav (a car has no autopilot)")
-    if uav:
-        from edge_geoloc.sim.uav_demo import run_uav_demo as run
-    else:
-        from edge_geoloc.sim.demo import run_demo as run
+    from edge_geoloc.sim.demo import DemoOptions, run_demo
+    from edge_geoloc.sim.scenario import Trip
+
     # Per vehicle: output folder, camera rate and budget defaults (a drone's frame encodes several patches).
     out_default, rate, budget = ("out/demo-uav", 1.0, 500.0) if uav else ("out/demo", 2.0, 100.0)
-    run(
+    options = DemoOptions(
         out=out_default if uav and args.out == "out/demo" else args.out,
         model=args.model,
         region=args.region,
-        duration_s=args.duration,
-        outage=tuple(args.outage),
-        rate_hz=args.rate_hz or rate,
-        seed=args.seed,
+        trip=Trip(args.seed, args.duration, tuple(args.outage), args.rate_hz or rate),
         budget_ms=budget if args.budget_ms is None else args.budget_ms or None,
         workers=args.workers,
         map_cache=args.map_cache,
         progress=not args.quiet,
-        **({"altitude_m": args.altitude, "mavlink": args.mavlink, "mavlink_speed": args.mavlink_speed} if uav else {}),
     )
+    if not uav:
+        run_demo(options)
+        return 0
+    from edge_geoloc.sim.uav_demo import UavFlight, run_uav_demo
+
+    run_uav_demo(options, UavFlight(args.altitude, mavlink=args.mavlink, mavlink_speed=args.mavlink_speed))
     return 0
 
 

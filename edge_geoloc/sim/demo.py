@@ -20,7 +20,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import numpy as np
 
 from edge_geoloc.config import strict_json
 from edge_geoloc.localize.loop import LoopConfig
+from edge_geoloc.sim.scenario import Trip
 
 log = logging.getLogger(__name__)
 
@@ -105,36 +106,47 @@ def cached_map(region: Path, model: Path, cache: Path, workers: int, progress: b
         return build_map(region, model, out, workers=workers, progress=progress, overwrite=out.exists())
 
 
-def run_demo(
-    out: str | Path = "out/demo",
-    model: str | Path | None = None,
-    region: str | Path | None = None,
-    duration_s: float = 420.0,
-    outage: tuple[float, float] = (60.0, 360.0),
-    rate_hz: float = 2.0,
-    seed: int = 0,
-    budget_ms: float | None = 100.0,
-    workers: int = 2,
-    map_cache: str | Path | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DemoOptions:
+    """What the car and UAV demos share: the report folder, the export (default: the vehicle's demo model), the
+    region (default: the built-in town) and where its map is cached, the trip, the per-frame budget (None: none)
+    and the machine (rendering workers, progress bars)."""
+
+    out: str | Path = "out/demo"
+    model: str | Path | None = None
+    region: str | Path | None = None
+    trip: Trip = field(default_factory=Trip)
+    budget_ms: float | None = 100.0
+    workers: int = 2
+    map_cache: str | Path | None = None
+    progress: bool = True
+
+    def describe(self) -> dict[str, Any]:
+        """The report's lines on the trip and the budget."""
+        t = self.trip
+        outage = None if t.outage is None else list(t.outage)
+        return {
+            "duration_s": t.duration_s,
+            "outage": outage,
+            "rate_hz": t.rate_hz,
+            "seed": t.seed,
+            "budget_ms": self.budget_ms,
+        }
+
+
+def run_demo(options: DemoOptions = DemoOptions()) -> dict[str, Any]:
     """Run the demo (see the module docstring); returns the report."""
     from edge_geoloc.localize.run import open_models
     from edge_geoloc.sim.scenario import load_world, make_scenario, render_frames, run_scenario
 
-    run = prepare_demo(out, model, find_export, region, duration_s, outage, map_cache, workers, progress, "drive")
-    world = load_world(run.region_file)
-    sc = make_scenario(world, seed=seed, duration_s=duration_s, outage=outage, rate_hz=rate_hz)
-    frames = render_frames(sc, workers=workers, progress=progress)
+    run = prepare_demo(options, DEMO_MODEL, find_export, "drive")
+    sc = make_scenario(load_world(run.region_file), options.trip)
+    frames = render_frames(sc, workers=options.workers, progress=options.progress)
     t_render = time.perf_counter()
-    encoder, index, offset = open_models(run.model_dir, run.map_dir, threads=max(1, workers))
-    config = LoopConfig(budget_ms=budget_ms)
-
-    meta = run.meta(
-        duration_s=duration_s, outage=list(outage), rate_hz=rate_hz, seed=seed, budget_ms=budget_ms,
-        encoder=repr(encoder), offset_head=offset is not None,
-    )  # fmt: skip
-    full = loop_and_report(
+    encoder, index, offset = open_models(run.model_dir, run.map_dir, threads=max(1, options.workers))
+    config = LoopConfig(budget_ms=options.budget_ms)
+    meta = run.meta(**options.describe(), encoder=repr(encoder), offset_head=offset is not None)
+    return loop_and_report(
         sc,
         frames,
         run.out,
@@ -146,9 +158,8 @@ def run_demo(
         markdown=report_markdown,
         headline=headline,
         started=(run.started, run.setup_done, t_render),
-        progress=progress,
+        progress=options.progress,
     )
-    return full
 
 
 @dataclass(frozen=True)
@@ -168,28 +179,20 @@ class DemoRun:
         return {"model": str(model), "region": self.region_file.stem, "map": str(self.map_dir), **more}
 
 
-def prepare_demo(
-    out: str | Path,
-    model: str | Path | None,
-    find: Any,
-    region: str | Path | None,
-    duration_s: float,
-    outage: tuple[float, float],
-    map_cache: str | Path | None,
-    workers: int,
-    progress: bool,
-    what: str,
-) -> DemoRun:
-    """The output folder, the export (``find``: :func:`find_export` or the UAV's), the region (the
-    built-in ones by default) and its cached map; refuses an outage outside the ``what`` (drive, flight)."""
+def prepare_demo(options: DemoOptions, default_model: Path, find: Any, what: str) -> DemoRun:
+    """The output folder, the export (``find``: :func:`find_export` or the UAV's; ``default_model`` unless the
+    options name one), the region (the built-in one by default) and its cached map; refuses an outage outside
+    the ``what`` (drive, flight)."""
     started = time.perf_counter()
-    out = Path(out)
+    out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
-    model_dir = find(model or DEMO_MODEL)
-    region_file = Path(region or DEMO_REGION)
-    if not outage[0] < outage[1] <= duration_s:
-        raise ValueError(f"outage {outage} must be a window inside the {what}'s {duration_s:g} s")
-    map_dir = cached_map(region_file, model_dir, Path(map_cache or MAP_CACHE), workers, progress)
+    model_dir = find(options.model or default_model)
+    region_file = Path(options.region or DEMO_REGION)
+    trip = options.trip
+    if trip.outage is None or not trip.outage[0] < trip.outage[1] <= trip.duration_s:
+        raise ValueError(f"outage {trip.outage} must be a window inside the {what}'s {trip.duration_s:g} s")
+    cache = Path(options.map_cache or MAP_CACHE)
+    map_dir = cached_map(region_file, model_dir, cache, options.workers, options.progress)
     return DemoRun(out, model_dir, region_file, map_dir, started, time.perf_counter())
 
 
@@ -286,23 +289,28 @@ Reproduce: `{reproduce}`.
 """
 
 
-def headline(r: dict[str, Any]) -> str:
+def outage_line(r: dict[str, Any]) -> str:
+    """The headline's figures on the outage, the car's and the UAV's alike."""
     return (
         f"GPS denied for {r['outage_s']:g} s: filtered median {r['outage_median_error_m']} m,"
         f" p95 {r['outage_p95_error_m']} m; odometry only median {r['odometry_only_outage_median_error_m']} m,"
-        f" p95 {r['odometry_only_outage_p95_error_m']} m. Whole drive: median {r['median_error_m']} m,"
-        f" p95 {r['p95_error_m']} m, heading median {r['median_heading_error_deg']} deg,"
-        f" vision fix rate {100 * r['fix_rate']:.0f} %, loop {r['fps']} fps, {r['deadline_misses']} deadline misses"
+        f" p95 {r['odometry_only_outage_p95_error_m']} m"
     )
 
 
-def report_markdown(r: dict[str, Any]) -> str:
-    rows = [
-        ("frames", r["frames"]),
-        ("distance driven", f"{r['distance_km']} km"),
-        ("GPS outage", f"{r['outage'][0]:g} s to {r['outage'][1]:g} s ({r['outage_s']:g} s)"),
+def headline(r: dict[str, Any]) -> str:
+    return (
+        f"{outage_line(r)}. Whole drive: median {r['median_error_m']} m, p95 {r['p95_error_m']} m, heading median"
+        f" {r['median_heading_error_deg']} deg, vision fix rate {100 * r['fix_rate']:.0f} %, loop {r['fps']} fps,"
+        f" {r['deadline_misses']} deadline misses"
+    )
+
+
+def error_rows(r: dict[str, Any], what: str) -> list[tuple[str, str]]:
+    """The report's accuracy lines, the car's and the UAV's alike (``what``: drive, flight)."""
+    return [
         ("vision fix rate (all / in the outage)", f"{100 * r['fix_rate']:.1f} % / {100 * (r['outage_fix_rate'] or 0):.1f} %"),
-        ("position error, whole drive: median / p95", f"{r['median_error_m']} m / {r['p95_error_m']} m"),
+        (f"position error, whole {what}: median / p95", f"{r['median_error_m']} m / {r['p95_error_m']} m"),
         ("position error in the outage, vision + odometry: median / p95 / max",
          f"{r['outage_median_error_m']} m / {r['outage_p95_error_m']} m / {r['outage_max_error_m']} m"),
         ("position error in the outage, odometry only: median / p95 / max",
@@ -311,6 +319,15 @@ def report_markdown(r: dict[str, Any]) -> str:
         ("heading error: median / p95", f"{r['median_heading_error_deg']} deg / {r['p95_heading_error_deg']} deg"),
         ("GPS error (when it had a fix): median", f"{r['gps_median_error_m']} m"),
         ("truth within 2 sigma", f"{100 * (r['sigma_coverage'] or 0):.1f} %"),
+    ]  # fmt: skip
+
+
+def report_markdown(r: dict[str, Any]) -> str:
+    rows = [
+        ("frames", r["frames"]),
+        ("distance driven", f"{r['distance_km']} km"),
+        ("GPS outage", f"{r['outage'][0]:g} s to {r['outage'][1]:g} s ({r['outage_s']:g} s)"),
+        *error_rows(r, "drive"),
         ("vision heading (checked against GPS course)", _heading_check(r["loop"]["vision_heading"])),
         ("vision candidates (fitted while GPS was there)", _mixture(r["loop"]["vision_position"])),
         ("loop speed", f"{r['fps']} frames/s (budget {r['budget_ms']} ms, {r['deadline_misses']} deadline misses)"),

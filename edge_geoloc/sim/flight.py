@@ -23,7 +23,7 @@ import numpy as np
 from edge_geoloc.cameras.uav import UavCamera
 from edge_geoloc.localize.attitude import AttitudeLog
 from edge_geoloc.sim.frames import SyntheticSource
-from edge_geoloc.sim.scenario import Scenario
+from edge_geoloc.sim.scenario import Scenario, Trip
 
 log = logging.getLogger(__name__)
 
@@ -93,19 +93,21 @@ class UavScenario(Scenario):
         return self.attitude_model.simulate(self.trajectory, self.crs)
 
 
+# A drone's camera runs slower than a car's: each frame is several patch encodes.
+UAV_TRIP = Trip(rate_hz=1.0)
+
+
 def make_uav_scenario(
     world: Any,
-    seed: int = 0,
-    duration_s: float = 420.0,
-    outage: tuple[float, float] | None = (60.0, 360.0),
-    rate_hz: float = 1.0,
+    trip: Trip = UAV_TRIP,
     camera: UavCamera = DEMO_UAV_CAMERA,
     altitude_m: float = 120.0,
     speed_mps: float = 12.0,
     margin_m: float = 160.0,
     attitude: AttitudeModel | None = None,
 ) -> UavScenario:
-    """A flight of ``duration_s`` over ``world`` with GPS denied during ``outage`` (seconds from the start).
+    """A flight over ``world`` (see :class:`~edge_geoloc.sim.scenario.Trip`: its length, GPS outage, frame rate
+    and seed).
 
     ``margin_m`` keeps the drone that far inside the world, so that what it looks at stays on the map.
     """
@@ -113,8 +115,9 @@ def make_uav_scenario(
     from edge_geoloc.world.sensors import GpsModel, OdometryModel
     from edge_geoloc.world.trajectory import fly
 
+    seed, outage = trip.seed, trip.outage
     rng = np.random.default_rng(seed)
-    traj = fly(world, rng, duration_s, dt=0.1, altitude_m=altitude_m, speed_mps=speed_mps, margin_m=margin_m)
+    traj = fly(world, rng, trip.duration_s, dt=0.1, altitude_m=altitude_m, speed_mps=speed_mps, margin_m=margin_m)
     gps = GpsModel(seed=seed, outages=() if outage is None else (outage,), multipath_rate_hz=0.0).simulate(
         traj, world.crs
     )
@@ -124,4 +127,4 @@ def make_uav_scenario(
     ).simulate(traj)
     app = Appearance.sample(rng, "uav")
     att = attitude or AttitudeModel(seed=seed + 2)
-    return UavScenario(world, traj, gps, odo, outage, camera, app, rate_hz, seed, att, altitude_m)
+    return UavScenario(world, traj, gps, odo, outage, camera, app, trip.rate_hz, seed, att, altitude_m)

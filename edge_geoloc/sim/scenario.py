@@ -66,17 +66,25 @@ class Scenario:
         return (t >= self.outage[0]) & (t < self.outage[1])
 
 
+@dataclass(frozen=True)
+class Trip:
+    """What a drive and a flight have in common: the seed (route, sensors, appearance), the length, the GNSS
+    outage (seconds from the start; None: no outage) and the camera's frame rate."""
+
+    seed: int = 0
+    duration_s: float = 420.0
+    outage: tuple[float, float] | None = (60.0, 360.0)
+    rate_hz: float = 2.0
+
+
 def make_scenario(
     world: Any,
-    seed: int = 0,
-    duration_s: float = 420.0,
-    outage: tuple[float, float] | None = (60.0, 360.0),
-    rate_hz: float = 2.0,
+    trip: Trip = Trip(),
     camera: CameraModel = DEMO_CAMERA,
     margin_m: float = 48.0,
     speed_mps: tuple[float, float] = (6.0, 12.0),
 ) -> Scenario:
-    """A drive of ``duration_s`` through ``world`` with GPS denied during ``outage`` (seconds from the start).
+    """A drive through ``world`` (see :class:`Trip`: its length, GPS outage, frame rate and seed).
 
     ``margin_m`` keeps the car that far inside the world (a map tile's half-diagonal: the map covers it).
     """
@@ -84,12 +92,13 @@ def make_scenario(
     from edge_geoloc.world.sensors import GpsModel, OdometryModel
     from edge_geoloc.world.trajectory import drive
 
+    seed, outage = trip.seed, trip.outage
     rng = np.random.default_rng(seed)
-    traj = drive(world.roads, rng, duration_s, dt=0.1, speed_mps=speed_mps, area=world, margin_m=margin_m)
+    traj = drive(world.roads, rng, trip.duration_s, dt=0.1, speed_mps=speed_mps, area=world, margin_m=margin_m)
     gps = GpsModel(seed=seed, outages=() if outage is None else (outage,)).simulate(traj, world.crs)
     odo = OdometryModel(seed=seed + 1, speed_scale_error=0.015, yaw_rate_bias_dps=0.05).simulate(traj)
     app = Appearance.sample(rng, "street")
-    return Scenario(world, traj, gps, odo, outage, camera, app, rate_hz, seed)
+    return Scenario(world, traj, gps, odo, outage, camera, app, trip.rate_hz, seed)
 
 
 @dataclass
@@ -185,7 +194,14 @@ def run_scenario(
         prior = SimulatedGps(sc.gps) if use_gps else None
         odometry, attitude = (Odometry.from_log(sc.odometry) if use_odometry else None), sc.attitude()
     summary = run_loop(
-        loc, Capture(src, mode="lockstep"), prior, odometry, writer=writer, on_fix=on_fix, attitude=attitude, outputs=outputs
+        loc,
+        Capture(src, mode="lockstep"),
+        prior,
+        odometry,
+        writer=writer,
+        on_fix=on_fix,
+        attitude=attitude,
+        outputs=outputs,
     )
     return RunResult(records, summary, fixes)
 

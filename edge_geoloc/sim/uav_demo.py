@@ -17,69 +17,74 @@ built-in region ``maps/demo-suburb.yaml``), it:
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from edge_geoloc.cameras.uav import AttitudeConfig
 from edge_geoloc.localize.loop import LoopConfig
-from edge_geoloc.sim.flight import DEMO_UAV_CAMERA, AttitudeModel
+from edge_geoloc.sim.demo import (
+    UAV_DEMO_MODEL,
+    DemoOptions,
+    _mixture,
+    error_rows,
+    loop_and_report,
+    outage_line,
+    prepare_demo,
+    report_page,
+)
+from edge_geoloc.sim.flight import DEMO_UAV_CAMERA, UAV_TRIP, AttitudeModel
 
 
-def run_uav_demo(
-    out: str | Path = "out/demo-uav",
-    model: str | Path | None = None,
-    region: str | Path | None = None,
-    duration_s: float = 420.0,
-    outage: tuple[float, float] = (60.0, 360.0),
-    rate_hz: float = 1.0,
-    seed: int = 0,
-    budget_ms: float | None = None,
-    workers: int = 2,
-    map_cache: str | Path | None = None,
-    progress: bool = True,
-    altitude_m: float = 120.0,
-    yaw: str = "untrusted",
-    mavlink: bool = False,
-    mavlink_speed: float = 4.0,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class UavFlight:
+    """The UAV demo's own options: height above ground, whether the autopilot's yaw is trusted, and whether the
+    sensors come over MAVLink from the simulated autopilot (played ``mavlink_speed`` times real time)."""
+
+    altitude_m: float = 120.0
+    yaw: str = "untrusted"
+    mavlink: bool = False
+    mavlink_speed: float = 4.0
+
+
+# The UAV demo's defaults where they differ from the car's: its folder, one frame a second, no budget.
+UAV_DEMO = DemoOptions(out="out/demo-uav", trip=UAV_TRIP, budget_ms=None)
+
+
+def run_uav_demo(options: DemoOptions = UAV_DEMO, flight: UavFlight = UavFlight()) -> dict[str, Any]:
     """Run the UAV demo (see the module docstring); returns the report.
 
-    ``mavlink``: attitude, height, GNSS and odometry come from a simulated autopilot over MAVLink on loopback
-    UDP (played ``mavlink_speed`` times real time) and the fixes go back to it as GPS_INPUT
-    (:func:`edge_geoloc.sim.autopilot.run_through_mavlink`); the report adds what it received."""
+    ``flight.mavlink``: attitude, height, GNSS and odometry come from a simulated autopilot over MAVLink on
+    loopback UDP and the fixes go back to it as GPS_INPUT (:func:`edge_geoloc.sim.autopilot.run_through_mavlink`);
+    the report adds what it received."""
     from edge_geoloc.localize.loop import Localizer
     from edge_geoloc.localize.run import open_models
-    from edge_geoloc.sim.demo import UAV_DEMO_MODEL, loop_and_report, prepare_demo
     from edge_geoloc.sim.flight import make_uav_scenario
     from edge_geoloc.sim.scenario import load_world, render_frames, run_scenario
 
-    run = prepare_demo(out, model or UAV_DEMO_MODEL, find_uav_export, region, duration_s, outage, map_cache, workers, progress, "flight")
+    run = prepare_demo(options, UAV_DEMO_MODEL, find_uav_export, "flight")
     world = load_world(run.region_file)
-    camera = replace(DEMO_UAV_CAMERA, attitude=AttitudeConfig(yaw=yaw))  # type: ignore[arg-type]
-    attitude = AttitudeModel(yaw_bias_deg=12.0, seed=seed + 2)
-    sc = make_uav_scenario(
-        world, seed, duration_s, outage, rate_hz, camera=camera, altitude_m=altitude_m, attitude=attitude
-    )
-    frames = render_frames(sc, workers=workers, progress=progress)
+    camera = replace(DEMO_UAV_CAMERA, attitude=AttitudeConfig(yaw=flight.yaw))  # type: ignore[arg-type]
+    attitude = AttitudeModel(yaw_bias_deg=12.0, seed=options.trip.seed + 2)
+    sc = make_uav_scenario(world, options.trip, camera=camera, altitude_m=flight.altitude_m, attitude=attitude)
+    frames = render_frames(sc, workers=options.workers, progress=options.progress)
     t_render = time.perf_counter()
-    encoder, index, _ = open_models(run.model_dir, run.map_dir, threads=max(1, workers), branch="drone")
-    loc = Localizer(encoder, index, camera, LoopConfig(budget_ms=budget_ms), start_utc=sc.gps.start_utc)
-
+    encoder, index, _ = open_models(run.model_dir, run.map_dir, threads=max(1, options.workers), branch="drone")
+    loc = Localizer(encoder, index, camera, LoopConfig(budget_ms=options.budget_ms), start_utc=sc.gps.start_utc)
     meta = {
         "vehicle": "uav",
         **run.meta(
-            duration_s=duration_s, outage=list(outage), rate_hz=rate_hz, seed=seed, budget_ms=budget_ms,
-            encoder=repr(encoder), altitude_m=altitude_m, camera_tilt_deg=camera.mount.tilt_deg, yaw=yaw,
-            magnetometer_bias_deg=attitude.yaw_bias_deg, inputs="mavlink" if mavlink else "simulated logs",
+            **options.describe(), encoder=repr(encoder), altitude_m=flight.altitude_m,
+            camera_tilt_deg=camera.mount.tilt_deg, yaw=flight.yaw, magnetometer_bias_deg=attitude.yaw_bias_deg,
+            inputs="mavlink" if flight.mavlink else "simulated logs",
         ),
     }  # fmt: skip
 
     def loop(show: Any, writer: Any) -> Any:
-        if mavlink:
+        if flight.mavlink:
             from edge_geoloc.sim.autopilot import run_through_mavlink
 
-            return run_through_mavlink(sc, frames, loc, run.out, mavlink_speed, meta, show, writer)
+            return run_through_mavlink(sc, frames, loc, run.out, flight.mavlink_speed, meta, show, writer)
         return run_scenario(sc, encoder, index, progress=show, writer=writer, frames=frames, localizer=loc)
 
     return loop_and_report(
@@ -92,17 +97,14 @@ def run_uav_demo(
         markdown=report_markdown,
         headline=headline,
         started=(run.started, run.setup_done, t_render),
-        progress=progress,
+        progress=options.progress,
     )
 
 
 def headline(r: dict[str, Any]) -> str:
     return (
-        f"UAV at {r['altitude_m']:g} m, yaw {r['yaw']}: GPS denied for {r['outage_s']:g} s: filtered median"
-        f" {r['outage_median_error_m']} m, p95 {r['outage_p95_error_m']} m; odometry only median"
-        f" {r['odometry_only_outage_median_error_m']} m, p95 {r['odometry_only_outage_p95_error_m']} m;"
-        f" heading median {r['median_heading_error_deg']} deg; vision fix rate {100 * r['fix_rate']:.0f} %,"
-        f" loop {r['fps']} fps"
+        f"UAV at {r['altitude_m']:g} m, yaw {r['yaw']}: {outage_line(r)}; heading median"
+        f" {r['median_heading_error_deg']} deg; vision fix rate {100 * r['fix_rate']:.0f} %, loop {r['fps']} fps"
     )
 
 
@@ -133,23 +135,12 @@ def find_uav_export(path: str | Path) -> Path:
 
 
 def report_markdown(r: dict[str, Any]) -> str:
-    from edge_geoloc.sim.demo import _mixture, report_page
-
     rows = [
         ("frames", r["frames"]),
         ("distance flown", f"{r['distance_km']} km at {r['altitude_m']:g} m above ground"),
         ("GPS outage", f"{r['outage'][0]:g} s to {r['outage'][1]:g} s ({r['outage_s']:g} s)"),
         ("autopilot yaw", f"{r['yaw']} (magnetometer bias {r['magnetometer_bias_deg']:g} deg)"),
-        ("vision fix rate (all / in the outage)", f"{100 * r['fix_rate']:.1f} % / {100 * (r['outage_fix_rate'] or 0):.1f} %"),
-        ("position error, whole flight: median / p95", f"{r['median_error_m']} m / {r['p95_error_m']} m"),
-        ("position error in the outage, vision + odometry: median / p95 / max",
-         f"{r['outage_median_error_m']} m / {r['outage_p95_error_m']} m / {r['outage_max_error_m']} m"),
-        ("position error in the outage, odometry only: median / p95 / max",
-         f"{r['odometry_only_outage_median_error_m']} m / {r['odometry_only_outage_p95_error_m']} m"
-         f" / {r['odometry_only_outage_max_error_m']} m"),
-        ("heading error: median / p95", f"{r['median_heading_error_deg']} deg / {r['p95_heading_error_deg']} deg"),
-        ("GPS error (when it had a fix): median", f"{r['gps_median_error_m']} m"),
-        ("truth within 2 sigma", f"{100 * (r['sigma_coverage'] or 0):.1f} %"),
+        *error_rows(r, "flight"),
         ("vision candidates (fitted while GPS was there)", _mixture(r["loop"]["vision_position"])),
         ("skipped frames", r["loop"]["skipped"] or "none"),
         ("loop speed", f"{r['fps']} frames/s ({r['loop']['encodes']} patch encodes; budget {r['budget_ms']} ms,"

@@ -49,12 +49,24 @@ def circular_shift(street: np.ndarray, shift_cols: int) -> tuple[np.ndarray, flo
     return np.roll(street, shift_cols, axis=1), -shift_cols * 360.0 / w
 
 
-def colour_jitter(image: np.ndarray, rng: np.random.Generator, strength: float = 0.2) -> np.ndarray:
-    """Random brightness, contrast and saturation; different per view so colour is no giveaway."""
+def jitter_factors(rng: np.random.Generator, strength: float = 0.2) -> tuple[float, float, float]:
+    """Saturation, contrast and brightness factors, drawn in that order (a batch draws them all before
+    any image is touched, so a data-parallel rank's share of a batch equals those rows of the whole)."""
+    return tuple(float(rng.uniform(1 - strength, 1 + strength)) for _ in range(3))  # type: ignore[return-value]
+
+
+def apply_jitter(image: np.ndarray, factors: tuple[float, float, float]) -> np.ndarray:
+    """Scale saturation, contrast and brightness of a uint8 image by ``factors``."""
+    saturation, contrast, brightness = factors
     x = image.astype(np.float32)
     grey = x.mean(axis=-1, keepdims=True)
-    x = grey + (x - grey) * rng.uniform(1 - strength, 1 + strength)  # saturation
+    x = grey + (x - grey) * saturation
     mean = x.mean()
-    x = (x - mean) * rng.uniform(1 - strength, 1 + strength) + mean  # contrast
-    x = x * rng.uniform(1 - strength, 1 + strength)  # brightness
+    x = (x - mean) * contrast + mean
+    x = x * brightness
     return np.clip(x + 0.5, 0, 255).astype(np.uint8)
+
+
+def colour_jitter(image: np.ndarray, rng: np.random.Generator, strength: float = 0.2) -> np.ndarray:
+    """Random brightness, contrast and saturation; different per view so colour is no giveaway."""
+    return apply_jitter(image, jitter_factors(rng, strength))

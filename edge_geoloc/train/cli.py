@@ -17,6 +17,10 @@ def _train(args: argparse.Namespace) -> int:
     import os
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:  # start the ranks; each runs this command again
+        from edge_geoloc.train.distributed import launch
+
+        return launch(args)
     from edge_geoloc.train.config import TrainConfig
     from edge_geoloc.train.loop import Trainer
 
@@ -57,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--epochs", type=int, default=0, help="override the config's number of epochs")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--nproc", type=int, default=1, help="data-parallel processes (torchrun; one per GPU, gloo on CPUs)")
     p.add_argument(
         "--monitor",
         metavar="DIR",

@@ -45,6 +45,11 @@ class TrainConfig:
     fov_deg: float | None = None  # override the model's street FoV (TransGeo: 360, 180, 90)
     keep_ratio: float | None = None  # aerial patch keep ratio (second stage: < 1)
     init: str | None = None  # start from these weights (second-stage fine-tuning)
+    # TransGeo's two stages: 2 fine-tunes ``init`` (a stage-1 checkpoint of the same model) with the aerial
+    # branch attending and zooming in: its input enlarged by 1/sqrt(keep_ratio) (default 0.64: 320 -> 400 px
+    # on VIGOR, 256 -> 320 on CVUSA, as TransGeo's --sat_res) and the least-attended patches pruned, so it
+    # keeps stage 1's token count at a finer GSD.
+    stage: int = field(default=1, metadata=check(lambda v: v in (1, 2), "stage 1 or 2"))
     protocol: Literal["same_area", "cross_area"] = "same_area"
     train_cities: list[str] | None = None  # None: every city in the dataset (same_area) / the dataset's train cities
     val_cities: list[str] | None = None
@@ -71,6 +76,18 @@ class TrainConfig:
     mined_negatives: int = field(default=0, metadata=check(lambda v: v >= 0, "a non-negative count"))
     # After training, fit the offset head on the frozen best model's descriptors (see offset_fit.py).
     offset_fit_epochs: int = field(default=30, metadata=check(lambda v: v >= 0, "a non-negative number of epochs"))
+
+    # Autocast: auto = bf16 on GPUs that support it, else fp16 with a gradient scaler; fp32 on CPUs.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # Images held in RAM (decoded once, cached) or decoded by DataLoader workers each step (stream.py);
+    # auto streams a split whose images at model size would take more than stream_above_gb.
+    data_loading: Literal["auto", "memory", "stream"] = "auto"
+    stream_above_gb: float = field(default=8.0, metadata=check(lambda v: v > 0, "a positive size in GB"))
+    loader_workers: int = field(default=4, metadata=check(lambda v: v >= 0, "a non-negative worker count"))
+
+    def __post_init__(self) -> None:
+        if self.stage == 2 and not self.init:
+            raise ValueError("stage 2 fine-tunes a stage-1 checkpoint: set init: <stage-1 run>/best.pt")
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:

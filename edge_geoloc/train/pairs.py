@@ -18,8 +18,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from edge_geoloc.data.cvusa import CvusaDataset
+from edge_geoloc.data.university1652 import University1652
 from edge_geoloc.data.vigor import VigorDataset
 from edge_geoloc.runtime.preprocess import resize_to
+
+Reader = VigorDataset | CvusaDataset | University1652
 
 EARTH_RADIUS_M = 6_371_008.8
 
@@ -104,36 +108,68 @@ def _cached(cache: Path, key: dict, build) -> np.ndarray:
     return arr
 
 
+def image_paths(ds: Reader) -> tuple[list[Path], list[Path]]:
+    """The street (query) and aerial (reference) image files of a reader, in its index order."""
+    if isinstance(ds, VigorDataset):
+        return ds.pano_paths, ds.sat_paths
+    if isinstance(ds, CvusaDataset):
+        return ds.street_paths, ds.aerial_paths
+    return ds.drone_paths, ds.satellite_paths
+
+
+def has_positions(ds: Reader) -> bool:
+    """Whether the reader knows where its queries are (CVUSA and the real University-1652 do not)."""
+    return isinstance(ds, VigorDataset) or (isinstance(ds, University1652) and ds.poses is not None)
+
+
+def pair_geometry(ds: Reader, tile_m: float) -> dict:
+    """A PairSet's labels and positions. CVUSA and University-1652 have one positive and no semi-positive:
+    its index fills the four label columns (the sampler's tile sets dedupe it) with IoU 1, offset 0.
+    Readers without positions put every query at the origin (neighbour batches need positions).
+    ``tile_m``: the tile side where the reader does not know it (VIGOR's layout does)."""
+    if isinstance(ds, VigorDataset):
+        street_en, aerial_en = city_plane(ds)
+        cities = np.asarray(ds.cities)
+        return dict(
+            label=ds.label, offset_m=ds.delta_m, iou=ds.iou, street_en=street_en, aerial_en=aerial_en,
+            heading_deg=ds.heading_deg, tile_m=ds.tile_m,
+            street_city=cities[ds.pano_city], aerial_city=cities[ds.sat_city],
+        )  # fmt: skip
+    positive = np.arange(len(ds)) if isinstance(ds, CvusaDataset) else ds.positive
+    street_en = np.zeros((len(ds), 2))
+    aerial_en = np.zeros((ds.num_aerial, 2))
+    offset = np.zeros((len(ds), 4, 2))
+    if isinstance(ds, University1652) and ds.poses is not None:
+        p = ds.poses
+        street_en = np.stack([p["east"], p["north"]], axis=-1)
+        aerial_en[positive] = np.stack([p["tile_east"], p["tile_north"]], axis=-1)
+        offset[:] = (street_en - aerial_en[positive])[:, None, :]
+    return dict(
+        label=np.repeat(np.asarray(positive, dtype=np.int64)[:, None], 4, axis=1), offset_m=offset,
+        iou=np.ones((len(ds), 4)), street_en=street_en, aerial_en=aerial_en,
+        heading_deg=ds.heading_deg if isinstance(ds, CvusaDataset) else None, tile_m=tile_m,
+    )  # fmt: skip
+
+
 def load_pairs(
-    ds: VigorDataset,
+    ds: Reader,
     street_hw: tuple[int, int],
     aerial_hw: tuple[int, int],
     cache_dir: str | Path | None = None,
+    tile_m: float = float("nan"),
 ) -> PairSet:
-    """Decode, resize and cache a VIGOR-layout split (see module docstring)."""
+    """Decode, resize and cache a split (see module docstring)."""
     cache = Path(cache_dir) if cache_dir is not None else ds.root / ".cache"
     files = lambda paths: [str(Path(p).relative_to(ds.root)) for p in paths]  # noqa: E731
+    street_paths, aerial_paths = image_paths(ds)
     street = _cached(
         cache,
-        {"kind": "street", "files": files(ds.pano_paths), "hw": list(street_hw)},
-        lambda: _load_all(ds.pano_paths, ds.street, street_hw, "panoramas"),
+        {"kind": "street", "files": files(street_paths), "hw": list(street_hw)},
+        lambda: _load_all(street_paths, ds.street, street_hw, "panoramas"),
     )
     aerial = _cached(
         cache,
-        {"kind": "aerial", "files": files(ds.sat_paths), "hw": list(aerial_hw)},
-        lambda: _load_all(ds.sat_paths, ds.aerial, aerial_hw, "aerial tiles"),
+        {"kind": "aerial", "files": files(aerial_paths), "hw": list(aerial_hw)},
+        lambda: _load_all(aerial_paths, ds.aerial, aerial_hw, "aerial tiles"),
     )
-    street_en, aerial_en = city_plane(ds)
-    return PairSet(
-        street=street,
-        aerial=aerial,
-        label=ds.label,
-        offset_m=ds.delta_m,
-        iou=ds.iou,
-        street_en=street_en,
-        aerial_en=aerial_en,
-        heading_deg=ds.heading_deg,
-        tile_m=ds.tile_m,
-        street_city=np.asarray(ds.cities)[ds.pano_city],
-        aerial_city=np.asarray(ds.cities)[ds.sat_city],
-    )
+    return PairSet(street=street, aerial=aerial, **pair_geometry(ds, tile_m))

@@ -116,14 +116,21 @@ class GeoBatchSampler:
 
 
 def mine_lookalikes(
-    query_desc: np.ndarray, ref_desc: np.ndarray, tiles: np.ndarray, k: int, seed: int, chunk: int = 1024
+    query_desc: np.ndarray,
+    ref_desc: np.ndarray,
+    tiles: np.ndarray,
+    k: int,
+    seed: int,
+    chunk: int = 1024,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """(N, k) query indices: for each query, the queries whose positive tile is among the k references
     most similar to it that are none of its own tiles (positive or semi-positive), most similar first.
 
     ``tiles`` (N, T): each query's tiles, positive first (-1 pads). A mined reference with no query of
     its own (no panorama has it as positive) is skipped; rows are padded with the query itself,
-    which the batch sampler never adds twice."""
+    which the batch sampler never adds twice. ``rows``: mine only these queries (a rank's part; the
+    lists equal the same rows of a whole run), (len(rows), k)."""
     tiles = np.asarray(tiles, dtype=np.int64)
     n = len(query_desc)
     rng = np.random.default_rng(seed)
@@ -133,13 +140,15 @@ def mine_lookalikes(
     owner = np.full(len(ref_desc), -1, dtype=np.int64)
     for t, qs in by_tile.items():
         owner[t] = qs[0]
-    out = np.repeat(np.arange(n, dtype=np.int64)[:, None], k, axis=1)
+    every = rows is None
+    rows = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    out = np.repeat(rows[:, None], k, axis=1)
     extra = tiles.shape[1]
-    for s in range(0, n, chunk):
-        sim = query_desc[s : s + chunk] @ ref_desc.T
-        rows = np.arange(len(sim))[:, None]
-        own = tiles[s : s + chunk]
-        sim[rows, np.where(own >= 0, own, own[:, :1])] = -np.inf
+    for s in range(0, len(rows), chunk):
+        part = rows[s : s + chunk]
+        sim = (query_desc[s : s + chunk] if every else query_desc[part]) @ ref_desc.T  # a view where it can
+        own = tiles[part]
+        sim[np.arange(len(sim))[:, None], np.where(own >= 0, own, own[:, :1])] = -np.inf
         m = min(k + extra, sim.shape[1] - 1)
         top = np.argpartition(-sim, m, axis=1)[:, :m]
         top = np.take_along_axis(top, np.argsort(-np.take_along_axis(sim, top, axis=1), axis=1), axis=1)

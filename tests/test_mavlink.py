@@ -272,7 +272,7 @@ def test_a_mavlink1_autopilot_gets_mavlink1_and_no_odometry(loopback, caplog):
     while link.version is None and time.monotonic() < end:
         time.sleep(0.02)
     assert link.version == 1 and "speaks MAVLink 1" in caplog.text
-    link.origin = (47.37, 8.54, 400.0)
+    link.decoder.origin = (47.37, 8.54, 400.0)  # as GPS_GLOBAL_ORIGIN would set it
     out = MavlinkOutput(link, OutputConfig(messages=("gps_input", "odometry")), clock=lambda: 12.5)
     out.send(fix())
     msg = receive(peer, "GPS_INPUT")

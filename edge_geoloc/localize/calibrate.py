@@ -268,3 +268,79 @@ class SeparationCheck:
             "margin": None if m is None or not np.isfinite(m) else round(m, 2),
             "never_right": m is not None and not np.isfinite(m),
         }
+
+
+class RegistrationCheck:
+    """Which registration qualities can be trusted, how wide their covariance really is and how good their
+    heading is: learnt while GPS pins the filter, as :class:`VisionCheck` learns the mixture.
+
+    Each pinned registration is kept with whether it was right: its place inside the 99 % ellipse of its
+    own covariance plus the filter's (so a registration along a straight road, which claims only the
+    cross-track axis, is right when it is right across). The threshold is the lowest quality above which at
+    least ``precision`` of the kept registrations were right (None before ``min_samples``; infinite when
+    fewer than ``min_right`` were ever right: registration does not work here). The covariance scale makes
+    the right ones' median squared Mahalanobis distance that of a 2-D Gaussian (1.386); the heading sigma is
+    the right ones' residual against the filter's (GPS course) heading."""
+
+    CHI2_99 = 9.21
+    CHI2_MEDIAN = 1.386
+
+    def __init__(self, min_samples: int = 20, precision: float = 0.9, min_right: int = 5, keep: int = 400) -> None:
+        self.min_samples, self.precision, self.min_right, self.keep = min_samples, precision, min_right, keep
+        self.quality: list[float] = []
+        self.d2: list[float] = []
+        self.heading_err: list[float] = []
+
+    def add(
+        self,
+        quality: float,
+        place: tuple[float, float],
+        cov: np.ndarray,
+        truth: tuple[float, float],
+        truth_cov: np.ndarray,
+        heading_deg: float,
+        truth_heading_deg: float,
+    ) -> None:
+        """One registration (place, covariance, heading) against the GPS-pinned filter's (the truth's stand-in)."""
+        d = np.array([place[0] - truth[0], place[1] - truth[1]])
+        s = np.asarray(cov, np.float64) + np.asarray(truth_cov, np.float64) + np.eye(2) * 0.25
+        self.quality.append(float(quality))
+        self.d2.append(float(d @ np.linalg.solve(s, d)))
+        self.heading_err.append(float(wrap_deg(heading_deg - truth_heading_deg + 180.0) - 180.0))
+        if len(self.quality) > self.keep:
+            del self.quality[0], self.d2[0], self.heading_err[0]
+
+    def _right(self) -> np.ndarray:
+        return np.asarray(self.d2) <= self.CHI2_99
+
+    def threshold(self) -> float | None:
+        if len(self.quality) < self.min_samples:
+            return None
+        q, right = np.asarray(self.quality), self._right()
+        if right.sum() < self.min_right:
+            return float("inf")
+        order = np.argsort(-q, kind="stable")
+        share = np.cumsum(right[order]) / np.arange(1, len(q) + 1)  # share right among the best i+1
+        ok = np.nonzero(share >= self.precision)[0]
+        return float(q[order[ok[-1]]]) if len(ok) else float("inf")
+
+    def cov_scale(self) -> float:
+        right = np.asarray(self.d2)[self._right()] if self.d2 else np.zeros(0)
+        if len(right) < self.min_right:
+            return 1.0
+        return float(np.clip(np.median(right) / self.CHI2_MEDIAN, 1.0, 25.0))
+
+    def heading_sigma(self, default: float) -> float:
+        err = np.asarray(self.heading_err)[self._right()] if self.heading_err else np.zeros(0)
+        return default if len(err) < self.min_right else max(default, float(np.sqrt(np.mean(err**2))))
+
+    def summary(self) -> dict:
+        t = self.threshold()
+        return {
+            "samples": len(self.quality),
+            "right": int(self._right().sum()) if self.d2 else 0,
+            "threshold": None if t is None or not np.isfinite(t) else round(t, 3),
+            "never_right": t is not None and not np.isfinite(t),
+            "cov_scale": round(self.cov_scale(), 2),
+            "heading_sigma_deg": round(self.heading_sigma(0.0), 2),
+        }

@@ -42,7 +42,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -50,11 +50,19 @@ import numpy as np
 
 from edge_geoloc.cameras.uav import Attitude
 from edge_geoloc.geo.crs import wrap_deg
-from edge_geoloc.localize.calibrate import Candidates, HeadingCheck, SeparationCheck, VisionCheck, candidates
+from edge_geoloc.localize.calibrate import (
+    Candidates,
+    HeadingCheck,
+    RegistrationCheck,
+    SeparationCheck,
+    VisionCheck,
+    candidates,
+)
 from edge_geoloc.localize.filter import Estimate, FilterConfig, ParticleFilter
 from edge_geoloc.localize.fix import STAGES, Fix, LoopStats
 from edge_geoloc.localize.gnss import GpsFix
 from edge_geoloc.localize.odometry import OdometrySample
+from edge_geoloc.localize.refine import RefineConfig, Refiner, open_imagery
 from edge_geoloc.localize.sanity import image_problem
 from edge_geoloc.localize.sources import Frame
 from edge_geoloc.localize.timer import StageCosts, StageTimer
@@ -99,6 +107,7 @@ class LoopConfig:
     # 5 % quantile cost the car demo a third of its outage vision fixes and 5 m of outage median error)
     flat_quantile: float = 0.0
     check_image: bool = True  # blank, black or blown-out frames are not encoded (localize/sanity.py)
+    refine: RefineConfig = field(default_factory=RefineConfig)  # registration against the map imagery
 
     def __post_init__(self) -> None:
         if self.budget_ms is not None and not self.budget_ms > 0:
@@ -116,7 +125,8 @@ class Localizer:
     order (:func:`edge_geoloc.localize.run.run_loop` does), then :meth:`process` each frame.
 
     ``stage_config``: the vision stage's own options (:class:`~edge_geoloc.localize.vision.uav.UavConfig`
-    for a drone camera; the street stage has none beyond ``config``)."""
+    for a drone camera; the street stage has none beyond ``config``). ``imagery``: the map imagery the refine
+    stage registers against (default: the bundle's layer, :func:`~edge_geoloc.localize.refine.open_imagery`)."""
 
     def __init__(
         self,
@@ -129,6 +139,7 @@ class Localizer:
         start_utc: datetime | None = None,
         warm_up: bool = True,
         stage_config: Any = None,
+        imagery: Any = None,
     ) -> None:
         self.cfg = config or LoopConfig()
         index.refuse_mismatch(encoder.card)  # a map of another aerial encoder is refused here, not mid-run
@@ -165,6 +176,10 @@ class Localizer:
         self.heading_check = HeadingCheck()
         self.vision_check = VisionCheck(lo=tile / self.vision.spread_floor_div, hi=tile)
         self.separation_check = SeparationCheck(self.cfg.flat_quantile)
+        self.registration_check = RegistrationCheck()
+        if imagery is None and self.cfg.refine.enabled:
+            imagery = open_imagery(index)
+        self.refiner = Refiner(self, imagery, self.cfg.refine)
         self.uninformative: dict[str, int] = {"uncalibrated": 0, "outlier": 0, "flat": 0, "image": 0}
         self._separation = float("nan")  # this frame's (set by mixture)
         self._reference = self._reference_sample(index)
@@ -329,6 +344,7 @@ class Localizer:
                 self._frame_checked = True
             m = self.vision.measure(frame, timer)
             if m.cands is not None:
+                self.refiner.run(frame, m, timer)
                 applied, vision = self._fuse(frame.t, m, timer)
         fix = self._fix(frame, m, applied, vision, timer.stages, timer.skipped, timer.elapsed())
         self.stats.add(fix)
@@ -349,23 +365,37 @@ class Localizer:
         return None
 
     def _fuse(self, t: float, m: Measurement, timer: StageTimer) -> tuple[bool, dict[str, float]]:
-        """The filter stage: the measurement's mixture (and heading, as the stage said) into the filter,
-        unless the frame is uninformative (:meth:`uninformative_reason`: nothing goes in, counted)."""
+        """The filter stage: a passed registration (:mod:`~edge_geoloc.localize.refine`) as a Gaussian and its
+        heading; else the measurement's mixture (and heading, as the stage said) into the filter, as weak
+        evidence when registration failed everywhere, unless the frame is uninformative
+        (:meth:`uninformative_reason`: nothing goes in, counted)."""
+        r = m.refined
         with timer.stage("filter"):
             fe, fn = m.cands.fused()
             reason = self.uninformative_reason()
-            if reason is not None:
+            if r is not None and r.passed and self.filter.initialized:
+                applied, evidence = self.filter.update_position(
+                    t, r.east, r.north, r.cov, m.area, self.cfg.refine.outlier
+                )
+                self.rejections = 0 if applied else self.rejections + 1
+                if applied:
+                    self.filter.update_heading(t, *r.heading)
+            elif reason is not None:
                 self.uninformative[reason] += 1
                 m.note = m.note or f"vision uninformative: {reason}"
                 applied, evidence = False, float("nan")
             else:
-                applied, evidence = self._apply_vision(t, m.cands, m.sigma_c, m.area, m.mode, m.heading, m.est)
+                unverified = r is not None and r.calibrated and not r.passed
+                outlier = self.cfg.refine.fail_outlier if unverified else None
+                applied, evidence = self._apply_vision(t, m.cands, m.sigma_c, m.area, m.mode, m.heading, m.est, outlier)
                 feed = m.heading_update == "always" or (m.heading_update == "if_applied" and applied)
                 if m.heading is not None and feed:
                     self.filter.update_heading(t, *m.heading)
         vision = {"east": fe, "north": fn, "evidence": evidence, "top_score": m.top_score, **m.extra}
         if math.isfinite(self._separation):
             vision["separation"] = self._separation
+        if r is not None:
+            vision.update(refine_quality=r.quality, refine_east=r.east, refine_north=r.north, refined=float(r.passed))
         return applied, vision
 
     def _apply_vision(
@@ -377,9 +407,11 @@ class Localizer:
         mode: str,
         heading_meas: tuple[float, float] | None,
         est: Estimate | None,
+        outlier: float | None = None,
     ) -> tuple[bool, float]:
         """The candidate mixture into the filter: it initializes an empty filter, updates a running one, and
-        re-seeds part of the cloud from a global search the filter refused; returns (applied, evidence)."""
+        re-seeds part of the cloud from a global search the filter refused; returns (applied, evidence).
+        ``outlier``: the uniform weight instead of the calibrated one (an unverified retrieval's)."""
         f = self.filter
         if not f.initialized:
             hdg, hsig = heading_meas if heading_meas is not None else (None, None)
@@ -387,7 +419,7 @@ class Localizer:
             f.counts["vision_accepted"] += 1
             f.last_vision_t = t
             return True, float("nan")
-        outlier = self.vision_check.outlier(f.cfg.vision_outlier)
+        outlier = max(self.vision_check.outlier(f.cfg.vision_outlier), outlier or 0.0)
         applied, evidence = f.update_vision(t, cands.centres, cands.weights, sigma_c, area, outlier)
         if not applied and mode == "global":
             hdg, hsig = heading_meas if heading_meas is not None else (est.heading_deg, est.heading_sigma_deg)
@@ -460,4 +492,5 @@ class Localizer:
             # frames with candidates (or an image) that were kept out of the filter, by reason
             "vision_uninformative": {"total": sum(self.uninformative.values()), **self.uninformative},
             **self.vision.summary(),
+            **self.refiner.summary(),
         }

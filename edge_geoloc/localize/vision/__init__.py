@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from edge_geoloc.localize.calibrate import Candidates
 from edge_geoloc.localize.filter import Estimate
+from edge_geoloc.localize.refine import GroundImage, RefineConfig, Refinement
 from edge_geoloc.localize.sources import Frame
 from edge_geoloc.localize.timer import StageTimer
 
@@ -37,6 +38,7 @@ class Measurement:
     top_score: float = float("nan")
     extra: dict[str, float] = field(default_factory=dict)  # stage-specific fields of the Fix's "vision"
     note: str | None = None
+    refined: Refinement | None = None  # the refine stage's registration (edge_geoloc.localize.refine)
 
 
 class VisionStage(Protocol):
@@ -44,6 +46,11 @@ class VisionStage(Protocol):
     spread_floor_div: float  # the fitted component spread may go down to tile / this
 
     def measure(self, frame: Frame, timer: StageTimer) -> Measurement: ...
+
+    def ground(self, frame: Frame, heading_grid_deg: float, gsd_m: float, cfg: RefineConfig) -> GroundImage | None:
+        """The frame projected to the ground, grid-north-up at ``gsd_m`` for a vehicle heading (None: this
+        camera cannot)."""
+        ...
 
     def summary(self) -> dict[str, Any]: ...
 

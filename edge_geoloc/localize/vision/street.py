@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edge_geoloc.cameras.bev import BevSpec, panorama_to_bev
 from edge_geoloc.cameras.rectify import rotate_offsets
 from edge_geoloc.cameras.street import CameraModel, NorthAligner
 from edge_geoloc.geo.crs import angle_diff_deg, wrap_deg
 from edge_geoloc.localize.calibrate import heading_from_rolls
 from edge_geoloc.localize.filter import Estimate
+from edge_geoloc.localize.refine import GroundImage, RefineConfig
 from edge_geoloc.localize.sources import Frame
 from edge_geoloc.localize.timer import StageTimer
 from edge_geoloc.localize.vision import Measurement, register_stage
@@ -147,6 +149,18 @@ class StreetVision:
                 if loop.heading_usable() is not False:
                     heading = (self.vehicle_grid(hf.heading_deg), loop.heading_check.sigma(cfg.heading_sigma_deg))
         return heading
+
+    def ground(self, frame: Frame, heading_grid_deg: float, gsd_m: float, cfg: RefineConfig) -> GroundImage | None:
+        """The panorama's bird's-eye view (:mod:`edge_geoloc.cameras.bev`) within ``bev_radius_m``, grid-north-up
+        for a vehicle heading; a pinhole camera sees too little ground around it: None."""
+        cam = self.camera
+        if cam.kind != "panorama":
+            return None
+        size = 2 * round(cfg.bev_radius_m / gsd_m) + 1
+        spec = BevSpec(size, gsd_m, cam.height_m, cfg.bev_radius_m, cam.elevation_range_deg)
+        # the panorama's centre column looks along the camera: the vehicle heading plus the mount's (grid)
+        bev, mask = panorama_to_bev(frame.image, spec, centre_heading_deg=heading_grid_deg + cam.mount_heading_deg)
+        return GroundImage(bev, mask, np.zeros(2), heading_grid_deg)
 
     def summary(self) -> dict[str, Any]:
         return {}

@@ -43,6 +43,7 @@ from edge_geoloc.config import check
 from edge_geoloc.geo.crs import angle_diff_deg, wrap_deg
 from edge_geoloc.localize.calibrate import heading_from_rolls
 from edge_geoloc.localize.filter import Estimate
+from edge_geoloc.localize.refine import GroundImage, RefineConfig
 from edge_geoloc.localize.sources import Frame
 from edge_geoloc.localize.timer import StageTimer
 from edge_geoloc.localize.vision import Measurement, register_stage
@@ -78,6 +79,7 @@ class UavVision:
         self.rect = Rectifier(camera.lens, drone.width, drone.gsd_m)
         self.up_deg = -loop.convergence  # true-north-up patches, as the map's tiles
         self.held = 0  # frames that used an attitude older than max_age_s
+        self._ground_rect: Rectifier | None = None  # the refine stage's patches (the imagery's GSD)
         self._logged: set[str] = set()
         g = self.cfg.crop_grid // 2
         steps = np.arange(-g, g + 1) * self.cfg.crop_step_m
@@ -264,6 +266,22 @@ class UavVision:
             "patches": float(len(desc_all)),
         }
         return Measurement("track", cands, sigma_c, area, top_score=float(sc[0]), extra=extra)
+
+    def ground(self, frame: Frame, heading_grid_deg: float, gsd_m: float, cfg: RefineConfig) -> GroundImage | None:
+        """A grid-north-up ``patch_m`` patch at the imagery's GSD around the look point, rectified for the
+        attitude's roll and pitch and a vehicle heading (None without a usable attitude)."""
+        att = self.loop.attitude
+        if att is None or att.height_m is None:
+            return None
+        view = GroundView(self.camera.world_from_cam(att.roll_deg, att.pitch_deg, heading_grid_deg), att.height_m)
+        lp = look_point(view, self.cfg.look_factor)
+        size = round(cfg.patch_m / gsd_m)
+        if lp is None:
+            return None
+        if self._ground_rect is None or (self._ground_rect.size_px, self._ground_rect.gsd_m) != (size, gsd_m):
+            self._ground_rect = Rectifier(self.camera.lens, size, gsd_m)
+        p = self._ground_rect.rectify(frame.image, view, lp[None], 0.0)
+        return GroundImage(p.images[0], p.valid[0].astype(np.uint8) * 255, lp, heading_grid_deg)
 
     def summary(self) -> dict[str, Any]:
         return {"attitude_held_frames": self.held}

@@ -183,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         for i, (name, cfg) in enumerate(levers):
             row = done.get((name, cfg.epochs)) or run_row(name, cfg, data, monitor, out / f"row{i}")
             rows.append(row)
-            if not args.quick:
-                write_json(ledger, rows, ["rows measured so far"], t0)
+            done[(name, cfg.epochs)] = row
+            if not args.quick:  # every row measured so far, this run's selection or not
+                write_json(ledger, list(done.values()), ["rows measured so far"], t0)
     notes = [
         f"base config {args.config if not args.quick else 'quick-hybrid (tiny dataset)'}; {args.epochs if not args.quick else 1}"
         " epoch(s) per row with the base config's LR schedule; best epoch by the validation towns' R@1",

@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -88,6 +89,11 @@ def run_row(name: str, cfg, data: Path, monitor: Path | None, out: Path) -> dict
         flush=True,
     )
     return row
+
+
+def slug(name: str) -> str:
+    """A row's run folder: its name in lower-case words (the same row always resumes the same folder)."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def earlier_rows(path: Path) -> list[dict]:
@@ -180,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         ledger = out / "rows.json"
         done = {(r["lever"], r["epochs"]): r for f in [*args.reuse, ledger] for r in earlier_rows(f)}
         rows = []
-        for i, (name, cfg) in enumerate(levers):
-            row = done.get((name, cfg.epochs)) or run_row(name, cfg, data, monitor, out / f"row{i}")
+        for name, cfg in levers:
+            row = done.get((name, cfg.epochs)) or run_row(name, cfg, data, monitor, out / slug(name))
             rows.append(row)
             done[(name, cfg.epochs)] = row
             if not args.quick:  # every row measured so far, this run's selection or not

@@ -263,6 +263,31 @@ def test_odometry_goes_out_in_the_autopilots_local_frame_once_its_origin_is_know
     assert msg.time_usec == 13_000_000
 
 
+def test_vision_position_estimate_round_trip_carries_the_local_position_and_covariance(loopback):
+    """PX4 EKF2 external vision (EKF2_EV_CTRL) / ArduPilot VISO_TYPE=1: parsed back by pymavlink on the peer."""
+    link, peer, _ = loopback()
+    beat(peer, n=3)
+    link.wait_for_autopilot(3.0)
+    out = MavlinkOutput(link, OutputConfig(messages=("gps_input", "vision_position_estimate")), clock=lambda: 13.1)
+    out.send(fix(t=12.0))  # no origin yet: GPS_INPUT goes, the local message waits (counted)
+    assert out.stats()["vision_position_estimate_no_origin"] == 1 and out.stats()["gps_input"] == 1
+    peer.mav.send(peer.mav.home_position_encode(473700000, 85400000, 400000, 0, 0, 0, [1, 0, 0, 0], 0, 0, 0))
+    end = time.monotonic() + 3
+    while link.origin is None and time.monotonic() < end:
+        time.sleep(0.02)
+    out.send(fix(t=13.0, sigma_m=4.0))
+    msg = receive(peer, "VISION_POSITION_ESTIMATE")
+    metres = 12345 * 0.011131884502145034  # 0.0012345 degrees from the origin
+    assert msg.usec == 13_000_000 and msg.reset_counter == 0
+    assert msg.x == pytest.approx(metres, rel=1e-6)  # north
+    assert msg.y == pytest.approx(metres * math.cos(math.radians(47.37)), rel=1e-5)  # east
+    assert all(math.isnan(v) for v in (msg.z, msg.roll, msg.pitch, msg.yaw))  # not measured
+    cov = list(msg.covariance)
+    assert cov[0] == pytest.approx(16.0) and cov[6] == pytest.approx(16.0)  # sigma^2 on x and y
+    assert all(math.isnan(cov[i]) for i in (11, 15, 18, 20)) and cov[1] == 0.0  # z, roll, pitch, yaw unknown
+    assert out.stats()["vision_position_estimate"] == 1
+
+
 def test_a_mavlink1_autopilot_gets_mavlink1_and_no_odometry(loopback, caplog):
     link, peer, _ = loopback(v1=True)
     beat(peer, v1=True, n=3)

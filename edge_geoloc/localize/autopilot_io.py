@@ -1,5 +1,5 @@
 """`edge-geoloc run`'s autopilot options: ``--mavlink`` (attitude, height, GNSS, odometry from the flight
-controller), ``--mavlink-out`` (fixes back to it as GPS_INPUT / ODOMETRY) and ``--log`` (a PX4 ULog or
+controller), ``--mavlink-out`` (fixes back to it as GPS_INPUT / ODOMETRY / VISION_POSITION_ESTIMATE) and ``--log`` (a PX4 ULog or
 ArduPilot DataFlash log as the same sources, for replays). Kept apart from cli.py so that the command's
 other options do not grow around it; nothing here is imported until one of these options is given.
 
@@ -39,7 +39,9 @@ def add_arguments(r: argparse.ArgumentParser) -> None:
         help="send fixes to the autopilot (GPS_INPUT): on the --mavlink connection (no value) or another one",
     )
     g.add_argument(
-        "--mavlink-out-messages", default="gps_input", help="comma-separated: gps_input, odometry (default gps_input)"
+        "--mavlink-out-messages",
+        default="gps_input",
+        help="comma-separated: gps_input, odometry, vision_position_estimate (default gps_input)",
     )
     g.add_argument("--mavlink-rate-hz", type=float, default=10.0, help="at most this many fixes a second (10)")
     g.add_argument("--mavlink-max-sigma-m", type=float, default=30.0, help="a worse fix goes out as 'no fix' (30)")

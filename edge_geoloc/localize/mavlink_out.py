@@ -26,6 +26,11 @@ y east of the autopilot's EKF origin (``GPS_GLOBAL_ORIGIN`` or ``HOME_POSITION``
 metres per degree), z and the attitude unknown (NaN), the position covariance sigma^2 on x and y. Only
 usable fixes go out, and not before the origin is known (counted).
 
+``VISION_POSITION_ESTIMATE`` (option; PX4 EKF2 ``EKF2_EV_CTRL`` bit 0, ArduPilot ``VISO_TYPE=1``, MAVLink): the
+same position and covariance as ODOMETRY (x north, y east, z NaN; roll, pitch and yaw NaN: the loop measures
+no attitude), for autopilots or firmware that take the older message. Both stamp ``usec`` on the loop's clock,
+the one the companion's TIMESYNC answers carry, so the autopilot can map it to its own.
+
 Messages are rate-limited to ``rate_hz`` (the autopilots expect 5-10 Hz; the loop sends one per frame up to
 that). Each send records the latency from the frame's capture time to the message (loop clock / ``scale``).
 """
@@ -49,7 +54,8 @@ GPS_LEAP_S = 18  # GPS - UTC since 2017-01-01 (no leap second announced since)
 WEEK_S = 604800
 UERE_HDOP_M = 4.0  # HDOP = horizontal RMS / this (as the NMEA output)
 LATLON_TO_M = 0.011131884502145034  # metres per 1e-7 degree of latitude (ArduPilot's Location)
-MESSAGES = ("gps_input", "odometry")
+LOCAL_MESSAGES = ("odometry", "vision_position_estimate")  # in the autopilot's local frame: need its origin
+MESSAGES = ("gps_input", *LOCAL_MESSAGES)
 
 
 @dataclass(frozen=True)
@@ -153,8 +159,10 @@ class MavlinkOutput:
             vn, ve, 0.0, speed_acc, sigma, 0.0, self.cfg.satellites, yaw,
         )  # fmt: skip
 
-    def odometry(self, fix: Fix) -> Any | None:
-        """ODOMETRY in the autopilot's local NED frame, or None before its origin is known."""
+    def local_pose(self, fix: Fix) -> tuple[float, float, list[float]] | None:
+        """(north, east) of ``fix`` in metres from the autopilot's EKF origin and the pose covariance (the upper
+        triangle of x, y, z, roll, pitch, yaw, row by row: sigma^2 on x and y, NaN where not measured); None
+        before the origin is known."""
         origin = self.link.origin
         if origin is None:
             return None
@@ -163,13 +171,32 @@ class MavlinkOutput:
         east = (fix.lon - lon0) * 1e7 * LATLON_TO_M * max(0.01, math.cos(math.radians(lat0)))
         nan = float("nan")
         var = float(fix.sigma_m) ** 2
-        pose = [var, 0, 0, 0, 0, 0, var, 0, 0, 0, 0, nan, 0, 0, 0, nan, 0, 0, nan, 0, nan]
+        return north, east, [var, 0, 0, 0, 0, 0, var, 0, 0, 0, 0, nan, 0, 0, 0, nan, 0, 0, nan, 0, nan]
+
+    def odometry(self, fix: Fix) -> Any | None:
+        """ODOMETRY in the autopilot's local NED frame, or None before its origin is known."""
+        pose = self.local_pose(fix)
+        if pose is None:
+            return None
+        north, east, cov = pose
+        nan = float("nan")
         velocity = [nan] + [0.0] * 20  # unknown (first element NaN)
         m = self.link.mav
         return self.link.conn.mav.odometry_encode(
             int(fix.t * 1e6), m.MAV_FRAME_LOCAL_NED, m.MAV_FRAME_BODY_FRD, north, east, nan, [nan, nan, nan, nan],
-            nan, nan, nan, nan, nan, nan, pose, velocity, 0, m.MAV_ESTIMATOR_TYPE_VISION, 0,
+            nan, nan, nan, nan, nan, nan, cov, velocity, 0, m.MAV_ESTIMATOR_TYPE_VISION, 0,
         )  # fmt: skip
+
+    def vision_position_estimate(self, fix: Fix) -> Any | None:
+        """VISION_POSITION_ESTIMATE (local NED, with covariance), or None before the origin is known."""
+        pose = self.local_pose(fix)
+        if pose is None:
+            return None
+        north, east, cov = pose
+        nan = float("nan")
+        return self.link.conn.mav.vision_position_estimate_encode(
+            int(fix.t * 1e6), north, east, nan, nan, nan, nan, cov, 0
+        )
 
     def send(self, fix: Fix) -> None:
         why_not = self.usable(fix)
@@ -181,13 +208,14 @@ class MavlinkOutput:
             ok = self.link.send(self.gps_input(fix, why_not))
             sent |= ok
             self.counts["gps_input" if why_not is None else f"gps_input_no_fix ({why_not})"] += int(ok)
-        if "odometry" in self.cfg.messages and why_not is None:
-            msg = self.odometry(fix)
-            if msg is None:
-                self.counts["odometry_no_origin"] += 1
-            elif self.link.send(msg):
-                sent = True
-                self.counts["odometry"] += 1
+        for kind in LOCAL_MESSAGES:
+            if kind in self.cfg.messages and why_not is None:
+                msg = getattr(self, kind)(fix)
+                if msg is None:
+                    self.counts[f"{kind}_no_origin"] += 1
+                elif self.link.send(msg):
+                    sent = True
+                    self.counts[kind] += 1
         if sent:
             self._last_sent = fix.t
             self._first = fix.t if self._first is None else self._first

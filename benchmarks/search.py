@@ -19,6 +19,18 @@ the scope's selectivity, capped).
 
     .venv/bin/python benchmarks/search.py            # 10k/100k/1M tiles (1M at the model's dim only)
     .venv/bin/python benchmarks/search.py --quick    # 10k tiles, a small world, under a minute
+    .venv/bin/python benchmarks/search.py --memory   # 1M tiles: resident bytes per tile of graph variants
+    .venv/bin/python benchmarks/search.py --memory --quick   # 20k tiles (make test)
+
+``--memory`` builds the same map once per graph variant (HNSW dim: the per-shard PCA projection the
+graph holds, and M), cached under ``runs/search-bench/`` so that a rerun does not rebuild it, then per
+re-rank depth (graph candidates re-scored exactly per shard, in units of k): recall@10 against the
+exact search and latencies per scope (exact and the variant alternating query by query, so a ratio
+is from one run), and the resident memory (RSS, from ``/proc/self/smaps``) of a fresh process that
+opens the bundle with a cold page cache and runs, in turn: one whole-map graph search (every shard
+graph loaded), a drive across the map (queries every 100 m of a diagonal, 2 km scope), and every
+benchmark query of every scope. RSS is split into anonymous pages (graphs, tables) and the pages of
+``descriptors.npy`` and ``tiles.npy`` the searches mapped (see :mod:`edge_geoloc.maps.memory`).
 """
 
 # ruff: noqa: E402 (thread counts are set before numpy is imported)
@@ -45,7 +57,7 @@ from edge_geoloc.config import dump_config, strict_json
 from edge_geoloc.geo import MapCRS, Tiling
 from edge_geoloc.mapbuild.build import build_from_descriptors, build_map
 from edge_geoloc.maps import MapIndex
-from edge_geoloc.maps.bundle import Bundle, EncoderInfo, RegionInfo
+from edge_geoloc.maps.bundle import DESCRIPTORS, TILES, Bundle, EncoderInfo, RegionInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
@@ -574,6 +586,247 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# --- resident memory of graph variants (--memory) ------------------------------------------------
+
+VARIANTS = "256:16,64:16,32:16,32:8"  # HNSW dim : M (the first is the full-dimension graph of today's maps)
+RERANKS = "1,2,4,8"  # graph candidates re-ranked per shard, in units of k (1 only for full-dimension graphs)
+CACHE = ROOT / "runs" / "search-bench"
+
+
+def cached_bundle(
+    tiling: Tiling, desc: np.ndarray, hdim: int, m: int, cache: Path, log: bool
+) -> tuple[Path, float | None]:
+    """The bundle of ``desc`` with a graph of ``hdim`` dims and ``M = m``, built once per content (seconds, or None)."""
+    import hashlib
+
+    key = hashlib.sha256(desc.astype(np.float16).tobytes()).hexdigest()[:12]
+    n, dim = desc.shape
+    out = cache / f"map-{n}-{dim}-{key}-h{hdim}-m{m}-efc{EF_CONSTRUCTION}"
+    if (out / "manifest.yaml").exists():
+        return out, None
+    if log:
+        print(f"  building {out.name} (2 processes)", flush=True)
+    t0 = time.perf_counter()
+    build_from_descriptors(
+        out,
+        workers=2,
+        progress=log,
+        overwrite=True,
+        crs=CRS,
+        tiling=tiling,
+        tile_ids=np.arange(n),
+        descriptors=desc,
+        encoder=EncoderInfo(model="bench", aerial_sha256="0" * 64, card_sha256="", descriptor_dim=dim, backend="bench"),
+        region=RegionInfo("bench", *CENTRE, "descriptors"),
+        tile_px=64,
+        hnsw_dim=None if hdim >= dim else hdim,
+        M=m,
+        ef_construction=EF_CONSTRUCTION,
+    )
+    return out, time.perf_counter() - t0
+
+
+def drive(tiling: Tiling, desc: np.ndarray, scale: float, seed: int, step_m: float = 100.0):
+    """Queries along the map's diagonal every ``step_m``: (descriptors, scopes of 2 km around a noisy prior)."""
+    rng = np.random.default_rng(seed + 2)
+    t = tiling
+    length = math.hypot(t.east_max - t.east_min, t.north_max - t.north_min)
+    f = np.arange(0.0, 1.0, step_m / length)
+    e = t.east_min + f * (t.east_max - t.east_min)
+    n = t.north_max - f * (t.north_max - t.north_min)
+    ids = t.in_box(e.min(), n.min(), e.max(), n.max())  # nearest tile centre of each point
+    ce, cn = t.centre(ids)
+    near = np.array([ids[np.argmin((ce - a) ** 2 + (cn - b) ** 2)] for a, b in zip(e, n)])
+    q = desc[near] + (QUERY_NOISE * scale / math.sqrt(desc.shape[1])) * rng.standard_normal(
+        (len(near), desc.shape[1])
+    ).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    prior = np.stack([e, n], axis=1) + rng.uniform(-100, 100, (len(e), 2))
+    return q.astype(np.float32), [(float(a), float(b), 2000.0) for a, b in prior]
+
+
+_RSS_CHILD = """
+import json, sys, numpy as np
+from edge_geoloc.maps import MapIndex
+from edge_geoloc.maps.memory import resident
+path, work, rerank = sys.argv[1], sys.argv[2], int(sys.argv[3])
+files = [path + '/' + f for f in ({files!r})]
+spec = json.load(open(work + '/workload.json'))
+data = np.load(work + '/workload.npz')
+r0 = resident(files)
+index = MapIndex.open(path, memory_cap_mb=1e6, rerank=rerank)
+stages = {{'open': resident(files) - r0}}
+index.search(data['drive_q'][0], None, k=10, method='hnsw')
+stages['graphs'] = resident(files) - r0
+index.ef_search = spec['ef'][str(2000.0)]
+for v, sc in zip(data['drive_q'], spec['drive_scopes']):
+    index.search(v, sc, k=10)
+stages['drive'] = resident(files) - r0
+for s, scopes in spec['scopes'].items():
+    index.ef_search = spec['ef'][s]
+    for v, sc in zip(data['q'], scopes):
+        index.search(v, sc, k=10)
+stages['scattered'] = resident(files) - r0
+print(json.dumps({{k: {{'rss': v.rss, 'anon': v.anon, **v.files}} for k, v in stages.items()}}
+                 | {{'lru': index.memory_bytes, 'tiles': index.n_tiles}}))
+"""
+
+
+def drop_page_cache(folder: Path) -> None:
+    """Evict a bundle's files from the page cache (clean pages; no root needed): a fresh process starts cold,
+    as a device does after boot, and maps only the pages it reads rather than cached neighbours too."""
+    for f in folder.rglob("*"):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def measure_resident(bundle: Path, work: Path, rerank: int) -> dict:
+    """RSS stages of a fresh process on ``bundle`` (see the module docstring), bytes per tile."""
+    import json
+    import subprocess
+    import sys
+
+    drop_page_cache(bundle)
+    code = _RSS_CHILD.format(files=[DESCRIPTORS, TILES])
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(bundle), str(work), str(rerank)], capture_output=True, text=True
+    )
+    if out.returncode:
+        raise SystemExit(f"resident measurement failed:\n{out.stderr}")
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    n = res["tiles"]
+    per = {
+        stage: {Path(k).stem: round(v / n, 1) for k, v in vals.items()}
+        for stage, vals in res.items()
+        if isinstance(vals, dict)
+    }
+    return {"resident": per, "lru_bytes_per_tile": round(res["lru"] / n, 1)}
+
+
+def memory_rows(args, grids, d0: int, bandwidth: float) -> list[dict]:
+    """Per graph variant and re-rank depth: recall@10, p50/p99 beside exact, RSS per tile (see the docstring)."""
+    import json
+
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [20_000] if args.quick else [1_000_000]
+    variants = [tuple(int(x) for x in v.split(":")) for v in args.variants.split(",")]
+    reranks = [int(r) for r in args.reranks.split(",")]
+    cache = Path(tempfile.mkdtemp(prefix="edge-geoloc-search-mem-")) if args.quick else CACHE
+    rows = []
+    try:
+        for tiles in sizes:
+            side = round(math.sqrt(tiles))
+            tiling, desc, scale = extend(grids, side, d0, args.seed)
+            n = len(desc)
+            nq = args.queries or (40 if args.quick else 100)
+            q, prior = make_queries(tiling, desc, nq, scale, args.seed)
+            dq, dscopes = drive(tiling, desc, scale, args.seed)
+            scopes = {s: [None if s is None else (float(p[0]), float(p[1]), s) for p in prior] for s in SCOPES}
+            nqs = {s: nq if s is None or s <= 2000 else max(20, nq // 4) for s in SCOPES}
+            print(f"\n== memory: {n} tiles, dim {d0}, {nq} queries a scope, drive of {len(dq)}", flush=True)
+            work = Path(tempfile.mkdtemp(prefix="edge-geoloc-search-work-"))
+            np.savez(work / "workload.npz", q=q, drive_q=dq)
+            refs: dict = {}
+            for hdim, m in variants:
+                hdim = min(hdim, d0)
+                path, build_s = cached_bundle(tiling, desc, hdim, m, cache, log=not args.quick)
+                disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+                for rr in reranks if hdim < d0 else [1]:
+                    index = MapIndex.open(path, memory_cap_mb=1e6, rerank=rr)
+                    if not refs:
+                        refs = {s: [index.exact_search(v, sc, K).ids for v, sc in zip(q[: nqs[s]], scopes[s])]
+                                for s in SCOPES}  # fmt: skip
+                    efs, per_scope = {}, {}
+                    for s in SCOPES:
+                        qs, scs = q[: nqs[s]], scopes[s][: nqs[s]]
+
+                        def ours(ef, index=index):
+                            index.ef_search = ef
+                            return lambda d, scope: index.search(d, scope, K).ids
+
+                        efs[str(s)], _ = pick_ef(ours, (16, 32, 64, 128), qs, scs, refs[s])
+                        index.ef_search = efs[str(s)]
+                        (_, *t_exact), (got, *t_ours) = time_interleaved(
+                            [
+                                lambda v, sc, index=index: index.exact_search(v, sc, K).ids,
+                                lambda v, sc, index=index: index.search(v, sc, K).ids,
+                            ],
+                            qs,
+                            scs,
+                        )
+                        rec = recall(got, refs[s], K)
+                        per_scope[s] = (rec, t_ours, t_exact)
+                    (work / "workload.json").write_text(
+                        json.dumps(
+                            {
+                                "ef": efs,
+                                "drive_scopes": dscopes,
+                                "scopes": {str(s): scopes[s][: nqs[s]] for s in SCOPES},
+                            }
+                        )
+                    )
+                    index = None
+                    gc.collect()
+                    mem = measure_resident(path, work, rr)
+                    for s, (rec, t_ours, t_exact) in per_scope.items():
+                        p50, p50x = float(np.percentile(t_ours[0], 50)), float(np.percentile(t_exact[0], 50))
+                        r = row(n, d0, s, f"hnsw {hdim}d M{m} rerank {rr}k", rec, t_ours, disk / n, ef=efs[str(s)])
+                        r.update(
+                            hnsw_dim=hdim,
+                            M=m,
+                            rerank=rr,
+                            exact_p50_ms=round(p50x, 4),
+                            ratio_to_exact=round(p50 / p50x, 4),
+                            build_s=None if build_s is None else round(build_s, 1),
+                            resident_bytes_per_tile=mem["resident"]["scattered"]["rss"],
+                            **mem,
+                        )
+                        rows.append(r)
+                    print(_fmt_memory(rows[-len(SCOPES) :]), flush=True)
+            shutil.rmtree(work, ignore_errors=True)
+    finally:
+        if args.quick:
+            shutil.rmtree(cache, ignore_errors=True)
+    return rows
+
+
+def _fmt_memory(rows: list[dict]) -> str:
+    r0 = rows[0]
+    res = r0["resident"]
+    head = (
+        f"  {r0['method']}: resident B/tile graphs {res['graphs']['rss']:.0f} (anon {res['graphs']['anon']:.0f}),"
+        f" drive {res['drive']['rss']:.0f}, scattered {res['scattered']['rss']:.0f}"
+        f" (descriptors {res['scattered']['descriptors']:.0f}, tiles {res['scattered']['tiles']:.0f})"
+    )
+    lines = [head]
+    for r in rows:
+        scope = "none" if r["scope_m"] is None else f"{r['scope_m']:g} m"
+        lines.append(
+            f"    {scope:>8}  R@10 {r['recall_at_10']:.3f}  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms"
+            f"  exact p50 {r['exact_p50_ms']:.3f} ms  ratio {r['ratio_to_exact']:.3f}  ef {r['ef']}"
+        )
+    return "\n".join(lines)
+
+
+def memory_table(rows: list[dict]) -> str:
+    lines = [
+        "| tiles | HNSW dim | M | re-rank | scope | R@10 | p50 ms | p99 ms | exact p50 ms | ratio | ef |"
+        " RSS B/tile: graphs loaded | + drive | + scattered | of which anon | descriptors | tiles | disk B/tile |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        res = r["resident"]
+        sc = res["scattered"]
+        scope = "none" if r["scope_m"] is None else f"{r['scope_m']:g} m"
+        lines.append(
+            f"| {r['tiles']} | {r['hnsw_dim']} | {r['M']} | {r['rerank']}k | {scope} | {r['recall_at_10']:.3f} |"
+            f" {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['exact_p50_ms']:.3f} | {r['ratio_to_exact']:.3f} | {r['ef']} |"
+            f" {res['graphs']['rss']:.0f} | {res['drive']['rss']:.0f} | {sc['rss']:.0f} | {sc['anon']:.0f} |"
+            f" {sc['descriptors']:.0f} | {sc['tiles']:.0f} | {r['bytes_per_tile']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="10k tiles, one small world, fewer queries (under a minute)")
@@ -585,12 +838,17 @@ def main() -> None:
     ap.add_argument("--methods", default="faiss-flat,faiss-hnsw,usearch", help="baselines to run")
     ap.add_argument("--queries", type=int, default=None, help="queries per scope")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--memory", action="store_true", help="resident bytes per tile of graph variants (1M tiles)")
+    ap.add_argument("--variants", default=VARIANTS, help=f"--memory: HNSW dim:M pairs (default {VARIANTS})")
+    ap.add_argument("--reranks", default=RERANKS, help=f"--memory: re-rank depths in units of k (default {RERANKS})")
     args = ap.parse_args()
     t_start = time.perf_counter()
     load0 = [round(v, 2) for v in os.getloadavg()]
     model = find_model(args.model)
     grids, source = base_grids(model, args.quick)
     d0 = grids[0].shape[-1]
+    if args.memory:
+        return memory_main(args, grids, d0, source, t_start, load0)
     sizes = (
         [int(s) for s in args.sizes.split(",")]
         if args.sizes
@@ -636,6 +894,25 @@ def main() -> None:
             + "\n"
         )
     print(f"wrote {path} ({result['seconds']} s)")
+
+
+def memory_main(args, grids, d0: int, source: str, t_start: float, load0: list[float]) -> None:
+    from _results import write_json, write_markdown
+
+    rows = memory_rows(args, grids, d0, memory_bandwidth_gbs())
+    notes = [
+        f"descriptors: {source}, tiled over the area as described in the module docstring",
+        "RSS of a fresh process after opening with a cold page cache; stages are cumulative",
+        f"load average at start {load0}, at end {[round(v, 2) for v in os.getloadavg()]}"
+        " (a model-training job shared this 2-vCPU machine)",
+    ]
+    print("\n" + memory_table(rows))
+    name = "search_memory.quick.json" if args.quick else "search_memory.json"
+    path = Path(args.json) if args.json else RESULTS / name
+    write_json(path, rows, notes, t_start, k=K, ef_construction=EF_CONSTRUCTION, quick=args.quick)
+    if not args.quick and not args.json:
+        write_markdown(RESULTS / "search_memory.md", "Resident memory of a map's graph variants", memory_table(rows))
+    print(f"wrote {path}")
 
 
 def _peak_rss_gb() -> float:

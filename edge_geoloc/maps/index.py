@@ -16,7 +16,10 @@ A scope is a disc ``(east, north, radius_m)`` around the GPS prior; ``None`` sea
    scan of the scope would have ranked.
 
 Shard graphs are loaded on first use and kept in an LRU under a memory cap (a Jetson shares 4-16 GB
-between CPU and GPU); descriptors stay memory-mapped. Scores are cosine similarities.
+between CPU and GPU); descriptors and the tile table stay memory-mapped, and a search maps only the
+pages it reads (:mod:`edge_geoloc.maps.memory`). A graph built on a PCA projection of the descriptors
+(``map build --hnsw-dim``) costs a fraction of a full one; its candidates are re-ranked exactly on
+the float16 descriptors (``rerank`` x k per shard). Scores are cosine similarities.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_geoloc.maps.bundle import Bundle, BundleError, check_encoder
+from edge_geoloc.maps.bundle import DESCRIPTORS, TILES, Bundle, BundleError, check_encoder
+from edge_geoloc.maps.memory import advise_random, evict
 from edge_geoloc.maps.search import _LRU, CostModel, SearchResult, _Part, _Stats
 
 try:  # OpenCV converts float16 with F16C, 2-3x numpy's scalar loop
@@ -80,6 +84,9 @@ class MapIndex:
         self.stats = _Stats()
         self.cache = _LRU(int(memory_cap_mb * 2**20), self.stats)
         # Plain ndarray views of the memory maps (np.memmap's per-access bookkeeping costs microseconds).
+        for name, array in ((DESCRIPTORS, bundle.descriptors), (TILES, bundle.tiles)):
+            evict(bundle.path / name)  # verification read it whole: a search maps only the pages it reads
+            advise_random(array)
         self.desc = np.asarray(bundle.descriptors)
         tiles = np.asarray(bundle.tiles)
         self._ids, self._east, self._north = tiles["id"], tiles["east"], tiles["north"]
@@ -101,6 +108,7 @@ class MapIndex:
         memory_cap_mb: float = 2048.0,
         ef_search: int | None = None,
         cost: CostModel | None = None,
+        rerank: int | None = None,
     ) -> MapIndex:
         """Open a bundle; with ``card`` (a ModelCard or an export folder) refuse a map of another aerial encoder."""
         bundle = Bundle(path, verify=verify)
@@ -110,7 +118,7 @@ class MapIndex:
 
                 card = load_card(card)
             check_encoder(bundle.manifest, card, str(path))
-        return cls(bundle, memory_cap_mb=memory_cap_mb, ef_search=ef_search, cost=cost)
+        return cls(bundle, memory_cap_mb=memory_cap_mb, ef_search=ef_search, cost=cost, rerank=rerank)
 
     # --- shard state ------------------------------------------------------------------------------
 
@@ -132,18 +140,24 @@ class MapIndex:
             self.stats.loads += 1
         return index
 
-    def _slots(self, pos: int) -> np.ndarray:
-        """The shard's local grid: slot[row - r0, col - c0] = local row of that tile, -1 where absent."""
+    def _slots(self, pos: int) -> tuple[np.ndarray, np.ndarray]:
+        """The shard's local grid both ways: slot[row - r0, col - c0] = local row of that tile (-1 where
+        absent), and cell[local row] = (row - r0) * width + (col - c0)."""
         key = ("slots", pos)
         slots = self.cache.get(key)
         if slots is None:
             sid = int(self.bundle.shards[pos]["id"])
             r0, r1, c0, c1 = self.grid.cell(sid)
             a, b = self.bundle.rows(pos)
-            row, col = self.tiling.row_col(np.asarray(self.bundle.tiles["id"][a:b]))
-            slots = np.full((r1 - r0, c1 - c0), -1, dtype=np.int32)
-            slots[row - r0, col - c0] = np.arange(b - a, dtype=np.int32)
-            self.cache.put(key, slots, slots.nbytes)
+            t, f = self.bundle.tiles, self.bundle.path / TILES  # read, then evicted: pages not needed again
+            ids = np.fromfile(f, t.dtype, b - a, offset=t.offset + a * t.itemsize)["id"]
+            evict(f, t.offset + a * t.itemsize, (b - a) * t.itemsize)
+            row, col = self.tiling.row_col(ids)
+            cells = ((row - r0) * (c1 - c0) + (col - c0)).astype(np.int32)
+            grid = np.full((r1 - r0, c1 - c0), -1, dtype=np.int32)
+            grid.ravel()[cells] = np.arange(b - a, dtype=np.int32)
+            slots = (grid, cells)
+            self.cache.put(key, slots, grid.nbytes + cells.nbytes)
         return slots
 
     def loaded_shards(self) -> list[int]:
@@ -215,14 +229,18 @@ class MapIndex:
             de2 = (e0 + np.arange(lc0, lc1 + 1) * s - e) ** 2
             dn2 = (n1 - np.arange(lr0, lr1 + 1) * s - n) ** 2
             inside = dn2[:, None] + de2[None, :] <= r * r
-            local = self._slots(p.pos)[lr0 - r0 : lr1 - r0 + 1, lc0 - c0 : lc1 - c0 + 1][inside]
+            local = self._slots(p.pos)[0][lr0 - r0 : lr1 - r0 + 1, lc0 - c0 : lc1 - c0 + 1][inside]
             p.local = np.sort(local[local >= 0])
         return p.local
 
-    def _in_disc(self, rows: np.ndarray, scope: Scope) -> np.ndarray:
-        """Which descriptor rows have their tile centre in the disc (the same test as :meth:`_disc_rows`)."""
+    def _in_disc(self, p: _Part, rows: np.ndarray, scope: Scope) -> np.ndarray:
+        """Which rows of cut part ``p`` have their tile centre in the disc (the same arithmetic as
+        :meth:`_disc_rows`, from the shard's grid rather than the memory-mapped tile table)."""
         e, n, r = scope
-        return (self._east[rows] - e) ** 2 + (self._north[rows] - n) ** 2 <= r * r
+        e0, n1, s = self._geo[:3]
+        grid, cells = self._slots(p.pos)
+        row, col = np.divmod(cells[rows - p.start], grid.shape[1])
+        return (e0 + (p.box[5] + col) * s - e) ** 2 + (n1 - (p.box[4] + row) * s - n) ** 2 <= r * r
 
     def _choose(self, parts: list[_Part], k: int, method: str) -> None:
         """Per part: scan or graph (and how many graph neighbours), by the cost model."""
@@ -409,7 +427,7 @@ class MapIndex:
         for p in (p for p in parts if p.method == "hnsw"):
             for j, (lab, worst) in enumerate(self._graph(p, q, p.k)):
                 if not p.whole:
-                    lab = lab[self._in_disc(lab, scope)]  # type: ignore[arg-type]
+                    lab = lab[self._in_disc(p, lab, scope)]  # type: ignore[arg-type]
                     if len(lab) < min(want, p.n):  # filtered results ran short: maybe more in scope
                         short[j].append((p, worst))
                 cand_rows[j].append(lab[:want])
@@ -427,7 +445,7 @@ class MapIndex:
                 extra = None
                 if p.k * 4 < p.count:
                     ((lab, worst2),) = self._graph(p, q[j : j + 1], p.k * 4)
-                    lab = lab[self._in_disc(lab, scope)]  # type: ignore[arg-type]
+                    lab = lab[self._in_disc(p, lab, scope)]  # type: ignore[arg-type]
                     if len(lab) >= min(want, p.n) or worst2 < tau - self.margin:
                         extra = lab[:want]
                 if extra is None:

@@ -19,9 +19,9 @@ on a shared folder and every task is ``build_shard(work, shard_id)``.
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 import yaml
-from tqdm import tqdm
 
 from edge_geoloc.config import ConfigError, check, from_mapping, read_yaml, to_mapping
 from edge_geoloc.geo import MapCRS, Tiling
+from edge_geoloc.mapbuild.ortho import Segments, chunk_paths, chunk_segments, chunks, encode_chunk, write_layer
 from edge_geoloc.maps.bundle import (
     DESCRIPTORS,
     FORMAT,
@@ -46,6 +46,7 @@ from edge_geoloc.maps.bundle import (
     FileInfo,
     HnswInfo,
     Manifest,
+    OrthoInfo,
     RegionInfo,
     ShardInfo,
     TilingInfo,
@@ -56,6 +57,7 @@ from edge_geoloc.maps.bundle import (
     write_manifest,
 )
 from edge_geoloc.maps.layout import ShardGrid
+from edge_geoloc.maps.ortho import ORTHO, ORTHO_HASHES
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ PLAN = "plan.yaml"
 PLAN_SHARDS = "shards.npy"
 INPUT = "input"
 WORK = "work"
+ASSEMBLED = "assembled"  # in a work folder kept after assembly (keep_work): the bundle is out
 DEFAULT_SHARD_STRIDES = 256  # shard side in tiling strides: 8192 m for 64 m tiles, 65536 tiles a shard
 WARN_UPSAMPLING = 2.0  # imagery this many times coarser than the map's GSD: a warning (tiles are blurred)
 MAX_UPSAMPLING = 8.0  # ... and this many: refused unless allow_upsampling (flat tiles, useless descriptors)
@@ -91,6 +94,7 @@ class BuildPlan:
     batch: int = field(default=64, metadata=check(lambda v: v >= 1, "a positive batch size"))
     inputs: bool = False  # tiles and descriptors given in input/ (extract, benchmarks), nothing to encode
     sparse: bool = False  # imagery builds: only the tiles listed in input/tiles.npy (the rest are nodata)
+    ortho: OrthoInfo | None = None  # the imagery layer: rendered in chunk tasks, or given in input/ (extract)
 
     def grid(self) -> ShardGrid:
         return ShardGrid(self.tiling.tiling(), self.shard_tiles)
@@ -198,8 +202,13 @@ def plan_build(
     backend: str = "auto",
     threads: int = 1,
     allow_upsampling: bool = False,
+    ortho: bool = True,
+    ortho_gsd_m: float | None = None,
 ) -> Path:
     """Plan the map of a region (its imagery, tiled at the model card's tile side and GSD); returns the work dir.
+
+    With ``ortho`` the bundle keeps the imagery as a layer for registration (:mod:`edge_geoloc.mapbuild.ortho`),
+    at ``ortho_gsd_m`` (default: the imagery's own GSD clipped to 0.25-0.5 m/px).
 
     Imagery coarser than the map's GSD by more than :data:`WARN_UPSAMPLING` is warned about, by more than
     :data:`MAX_UPSAMPLING` refused unless ``allow_upsampling`` (a 300 m/px Landsat scene upsampled to
@@ -244,6 +253,18 @@ def plan_build(
             map_gsd,
         )
     tiling = source.tiling(tile_m)
+    layer = None
+    if ortho:
+        from edge_geoloc.mapbuild.ortho import default_gsd, plan_layer
+
+        layer = plan_layer(tiling, ortho_gsd_m or default_gsd(native), alpha=source.has_mask())
+        log.info(
+            "imagery layer: %d x %d px at %g m/px (%d overview levels)",
+            layer.width,
+            layer.height,
+            layer.gsd_m,
+            layer.overviews,
+        )
     keep_ids = None
     nodata_tiles = 0
     if source.has_mask():
@@ -296,6 +317,7 @@ def plan_build(
         threads=threads,
         batch=batch,
         sparse=keep_ids is not None,
+        ortho=layer,
     )
     work = work_dir_for(out)
     if keep_ids is None:
@@ -331,8 +353,10 @@ def plan_from_descriptors(
     M: int = 16,
     ef_construction: int = 100,
     ef_search: int = 32,
+    ortho: tuple[OrthoInfo, Segments] | None = None,
 ) -> Path:
-    """Plan a bundle from descriptors already computed (a corridor extract, benchmarks): no encoding."""
+    """Plan a bundle from descriptors already computed (a corridor extract, benchmarks): no encoding.
+    ``ortho``: an imagery layer's geometry and its compressed tiles (a corridor's crop), written to input/."""
     tile_ids = np.asarray(tile_ids, dtype=np.int64)
     if descriptors.ndim != 2 or len(descriptors) != len(tile_ids) or descriptors.shape[1] != encoder.descriptor_dim:
         raise ValueError(
@@ -356,6 +380,7 @@ def plan_from_descriptors(
         shard_tiles=shard_tiles,
         hnsw=_hnsw_info(encoder.descriptor_dim, hnsw_dim, M, ef_construction, ef_search),
         inputs=True,
+        ortho=None if ortho is None else ortho[0],
     )
     work = work_dir_for(out)
     ids = tile_ids[order]
@@ -378,6 +403,8 @@ def plan_from_descriptors(
     mm.flush()
     del mm
     os.replace(work / INPUT / f".{DESCRIPTORS}.tmp", work / INPUT / DESCRIPTORS)
+    if ortho is not None:
+        write_layer(work / INPUT, ortho[0], crs_s, ortho[1])
     write_plan(work, plan, shards)
     return work
 
@@ -443,6 +470,29 @@ def pending_shards(work: str | Path) -> list[int]:
     """Ids of the shards whose task has not finished yet."""
     work = Path(work)
     return [int(s) for s in plan_shards(work)["id"] if not (work / WORK / f"{int(s):06d}" / "done.yaml").exists()]
+
+
+def ortho_chunks(plan: BuildPlan) -> list[tuple[int, int]]:
+    """(level, chunk) of the imagery layer's chunk tasks (none when the layer is off or given in input/)."""
+    return chunks(plan.ortho) if plan.ortho is not None and not plan.inputs else []
+
+
+def pending_ortho_chunks(work: str | Path) -> list[int]:
+    """Numbers (into :func:`ortho_chunks`) of the imagery layer's chunks not written yet."""
+    work = Path(work)
+    todo = ortho_chunks(read_plan(work))
+    return [k for k, (level, c) in enumerate(todo) if not chunk_paths(work, level, c)[1].exists()]
+
+
+def build_ortho_chunk(work: str | Path, number: int) -> int:
+    """Run one chunk task of the imagery layer (idempotent); returns its TIFF tile count."""
+    work = Path(work).resolve()
+    ctx = _context(work)
+    todo = ortho_chunks(ctx.plan)
+    if not 0 <= number < len(todo):
+        raise BundleError(f"{work}: imagery chunk {number} is not in the plan ({len(todo)} chunks)")
+    assert ctx.plan.ortho is not None
+    return encode_chunk(ctx.open_imagery(), ctx.plan.ortho, work, *todo[number])
 
 
 def build_shard(work: str | Path, shard_id: int, on_batch: Callable[[int, int], None] | None = None) -> dict[str, Any]:
@@ -568,6 +618,12 @@ def assemble(work: str | Path, overwrite: bool = False, keep_work: bool = False)
     left = pending_shards(work)
     if left:
         raise BundleError(f"{work}: {len(left)} shard(s) not built yet (first: {left[0]}); run them before assembling")
+    chunks_left = pending_ortho_chunks(work)
+    if chunks_left:
+        raise BundleError(
+            f"{work}: {len(chunks_left)} imagery chunk(s) not written yet (first: {chunks_left[0]});"
+            " run them (`map shard`) before assembling"
+        )
     out = Path(plan.out)
     if out.exists() and not overwrite:
         raise BundleError(f"{out}: exists; pass --overwrite to replace it")
@@ -621,9 +677,15 @@ def assemble(work: str | Path, overwrite: bool = False, keep_work: bool = False)
     np.save(tmp / SHARDS, shards, allow_pickle=False)
     if len(backends) > 1:
         raise BundleError(f"{work}: shards were encoded with different backends {sorted(backends)}; descriptors differ")
+    layer = [ORTHO, ORTHO_HASHES] if plan.ortho is not None else []
+    if plan.ortho is not None and plan.inputs:
+        for name in layer:
+            _link_or_copy(work / INPUT / name, tmp / name)
+    elif plan.ortho is not None:
+        write_layer(tmp, plan.ortho, plan.crs, chunk_segments(plan.ortho, work))
     files = {
         name: FileInfo(bytes=(tmp / name).stat().st_size, sha256=sha256_file(tmp / name))
-        for name in (TILES, SHARDS, DESCRIPTORS)
+        for name in (TILES, SHARDS, DESCRIPTORS, *layer)
     }
     manifest = Manifest(
         format=FORMAT,
@@ -635,6 +697,7 @@ def assemble(work: str | Path, overwrite: bool = False, keep_work: bool = False)
         shards=ShardInfo(tiles_per_side=plan.shard_tiles, side_m=grid.side_m, count=len(table)),
         hnsw=plan.hnsw,
         files=files,
+        ortho=plan.ortho,
     )
     write_manifest(manifest, tmp)
     read_manifest(tmp)  # what we wrote must read back
@@ -646,18 +709,14 @@ def assemble(work: str | Path, overwrite: bool = False, keep_work: bool = False)
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, out)
-    if not keep_work:
+    if keep_work:
+        _atomic_write(work / ASSEMBLED, str(out))
+    else:
         shutil.rmtree(work)
     return out
 
 
 # --- running --------------------------------------------------------------------------------------
-
-
-def _worker_task(args: tuple[str, int]) -> tuple[int, int]:
-    work, sid = args
-    info = build_shard(work, sid)
-    return sid, int(info["count"])
 
 
 def run_build(
@@ -668,37 +727,32 @@ def run_build(
     overwrite: bool = False,
     keep_work: bool = False,
 ) -> Path:
-    """Run the pending shard tasks (in this process, or ``workers`` forked processes), then assemble."""
+    """Run the pending tasks (here, on ``workers`` forked ranks, or as one rank of a launcher such as torchrun:
+    :mod:`edge_geoloc.mapbuild.parallel`), then assemble on rank 0; other ranks wait for the bundle."""
+    from edge_geoloc.mapbuild.parallel import failure_file, launcher_rank, run_ranks
+
     work = Path(work).resolve()
-    plan = read_plan(work)
-    table = plan_shards(work)
-    todo = pending_shards(work)
-    counts = dict(zip(table["id"].tolist(), table["count"].tolist()))
-    total = int(table["count"].sum())
-    bar = tqdm(total=total, unit="tile", desc=f"map {plan.region.name}", disable=not progress)
-    bar.update(total - sum(counts[s] for s in todo))
-    if todo and not plan.inputs:
-        ctx = _context(work)
-        ctx.open_imagery().prepare(plan.tiling.gsd_m)  # the synthetic world, built once and shared by fork
-    if workers <= 1 or len(todo) <= 1:
-        for sid in todo:
-            seen = [0]
+    out = Path(read_plan(work).out)
+    started = time.time()
+    rank = run_ranks(work, workers, progress, on_batch)
+    if rank != 0:
+        return _wait_for_bundle(work, out, started)
+    try:
+        return assemble(work, overwrite=overwrite, keep_work=keep_work)
+    except Exception as err:
+        if launcher_rank() is not None:  # the other ranks wait for the bundle: tell them
+            failure_file(work, 0).write_text(f"assembling: {type(err).__name__}: {err}")
+        raise
 
-            def step(s: int, done: int, seen: list[int] = seen) -> None:
-                bar.update(done - seen[0])
-                seen[0] = done
-                if on_batch is not None:
-                    on_batch(s, done)
 
-            build_shard(work, sid, on_batch=step)
-            bar.update(counts[sid] - seen[0])
-    else:
-        with mp.get_context("fork").Pool(min(workers, len(todo))) as pool:
-            for sid, count in pool.imap_unordered(_worker_task, [(str(work), s) for s in todo]):
-                bar.update(count)
-                log.debug("shard %d done", sid)
-    bar.close()
-    return assemble(work, overwrite=overwrite, keep_work=keep_work)
+def _wait_for_bundle(work: Path, out: Path, since: float) -> Path:
+    """A launcher rank other than 0: until rank 0 has assembled the bundle (the plan leaves with the work folder)."""
+    from edge_geoloc.mapbuild.parallel import POLL_S, raise_failures
+
+    while (work / PLAN).exists() and not (work / ASSEMBLED).exists():
+        raise_failures(work, since)
+        time.sleep(POLL_S)
+    return out
 
 
 def build_map(
@@ -711,9 +765,16 @@ def build_map(
     on_batch: Callable[[int, int], None] | None = None,
     **options: Any,
 ) -> Path:
-    """Plan (or resume) and build the map of a region; returns the bundle's folder."""
+    """Plan (or resume) and build the map of a region; returns the bundle's folder. Under a launcher
+    (torchrun) rank 0 plans and the other ranks wait for its plan, then check theirs against it."""
+    from edge_geoloc.mapbuild.parallel import POLL_S, launcher_rank
+
     out = Path(out)
-    if out.exists() and not overwrite and not work_dir_for(out).exists():
+    launched = launcher_rank()
+    if launched is not None and launched[0] != 0:
+        while not (work_dir_for(out) / PLAN).exists():
+            time.sleep(POLL_S)
+    elif out.exists() and not overwrite and not work_dir_for(out).exists():
         raise BundleError(f"{out}: exists; pass --overwrite to rebuild it")
     work = plan_build(region_file, model_dir, out, **options)
     return run_build(work, workers=workers, progress=progress, on_batch=on_batch, overwrite=overwrite)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from edge_geoloc.config import strict_json
-from edge_geoloc.maps.cli import MAP_HELP, _imagery_line, _summary, command_group
+from edge_geoloc.maps.cli import MAP_HELP, _imagery_line, _ortho_line, _summary, command_group
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -22,6 +22,8 @@ def _build(args: argparse.Namespace) -> int:
         "backend": args.backend,
         "threads": args.threads,
         "allow_upsampling": args.allow_upsampling,
+        "ortho": not args.no_ortho,
+        "ortho_gsd_m": args.ortho_gsd,
     }
     if args.plan_only:
         work = plan_build(args.region, args.model, args.out, **options)
@@ -33,13 +35,14 @@ def _build(args: argparse.Namespace) -> int:
         args.region,
         args.model,
         args.out,
-        workers=args.workers,
+        workers=args.nproc,
         progress=not args.quiet,
         overwrite=args.overwrite,
         **options,
     )
     print(_summary(out))
     print(_imagery_line(out))
+    print(_ortho_line(out))
     if work_dir_for(out).exists():  # pragma: no cover - kept only on request
         print(f"work folder kept: {work_dir_for(out)}")
     return 0
@@ -52,6 +55,7 @@ def _extract(args: argparse.Namespace) -> int:
         args.source, args.corridor, args.buffer_m, args.out, workers=args.workers, overwrite=args.overwrite
     )
     print(_summary(out))
+    print(_ortho_line(out))
     return 0
 
 
@@ -85,12 +89,21 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _shard(args: argparse.Namespace) -> int:
-    from edge_geoloc.mapbuild.build import build_shard, pending_shards
+    from edge_geoloc.mapbuild.build import build_ortho_chunk, build_shard, pending_ortho_chunks, pending_shards
+    from edge_geoloc.mapbuild.parallel import run_rank
 
+    if args.rank is not None:
+        if not 0 <= args.rank < args.world:
+            raise ValueError(f"--rank {args.rank} is outside --world {args.world} (ranks 0..{args.world - 1})")
+        run_rank(Path(args.work).resolve(), args.rank, args.world)
+        print(f"rank {args.rank} of {args.world}: done")
+        return 0
     shards = args.shard if args.shard else pending_shards(args.work)
     for sid in shards:
         info = build_shard(args.work, sid)
         print(f"shard {sid}: {info['count']} tiles")
+    for number in [] if args.shard else pending_ortho_chunks(args.work):
+        print(f"imagery chunk {number}: {build_ortho_chunk(args.work, number)} TIFF tiles")
     return 0
 
 
@@ -108,7 +121,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--region", required=True, help="region YAML (maps/NAME.yaml); its imagery section says the source")
     b.add_argument("--model", required=True, help="export folder with model.yaml (export/build/NAME)")
     b.add_argument("--out", required=True, help="bundle folder (maps/build/NAME); built in OUT.building, then renamed")
-    b.add_argument("--workers", type=int, default=1, help="processes building shards in parallel")
+    b.add_argument(
+        "--nproc",
+        "--workers",
+        type=int,
+        default=1,
+        help="processes building shards and imagery chunks in parallel (under torchrun: one rank each)",
+    )
     b.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads per worker")
     b.add_argument("--backend", default="auto", help="encoder backend: auto, tensorrt, onnxruntime-cuda, onnxruntime")
     b.add_argument("--batch", type=int, default=64, help="tiles encoded per batch (the unit a resumed build redoes)")
@@ -126,6 +145,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="build from imagery more than 8x coarser than the model's GSD (flat tiles: refused otherwise)",
     )
+    b.add_argument(
+        "--ortho-gsd",
+        type=float,
+        default=None,
+        help="GSD of the imagery layer kept for registration, m/px (default: the imagery's, clipped to 0.25-0.5)",
+    )
+    b.add_argument("--no-ortho", action="store_true", help="keep no imagery layer (no metric refinement on the device)")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=_build)
 
@@ -145,7 +171,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     s = msub.add_parser("shard", help="run shard tasks of a planned build (what a cluster node runs)")
     s.add_argument("--work", required=True, help="the build's work folder (OUT.building)")
-    s.add_argument("--shard", type=int, action="append", help="shard id (repeatable; default: every pending shard)")
+    s.add_argument(
+        "--shard", type=int, action="append", help="shard id (repeatable; default: every pending shard and chunk)"
+    )
+    s.add_argument("--rank", type=int, default=None, help="run this rank's share of the tasks (with --world)")
+    s.add_argument("--world", type=int, default=1, help="number of ranks sharing the tasks")
     s.set_defaults(func=_shard)
 
     a = msub.add_parser("assemble", help="assemble a planned build whose shards are done into the bundle")

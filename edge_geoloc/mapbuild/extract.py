@@ -2,6 +2,8 @@
 
 The extract keeps the source's tiling (tile ids stay the same), CRS, encoder and shard grid, and
 copies the float16 descriptors bit for bit; only the shard graphs are rebuilt, over the kept tiles.
+The imagery layer is carried cropped: the TIFF tiles that meet a kept map tile, copied byte for byte
+(no re-encoding) into the smallest whole-tile box, the box's other tiles left sparse (missing).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_geoloc.mapbuild.ortho import crop_layer
 from edge_geoloc.maps.bundle import Bundle, BundleError, RegionInfo
+from edge_geoloc.maps.ortho import MapOrtho
 
 
 def read_route(path: str | Path) -> list[np.ndarray]:
@@ -127,6 +131,11 @@ def extract_corridor(
     allv = np.concatenate(lines_en)
     lat, lon = bundle.crs.to_latlon(allv[:, 0].mean(), allv[:, 1].mean())
     region = RegionInfo(f"{m.region.name}-corridor", float(lat), float(lon), "extract")
+    ortho = MapOrtho.open(bundle)
+    layer = None
+    if ortho is not None:
+        east, north = np.asarray(bundle.tiles["east"][rows]), np.asarray(bundle.tiles["north"][rows])
+        layer = crop_layer(ortho, east, north, m.tiling.tile_m)
     return build_from_descriptors(
         out,
         workers=workers,
@@ -143,4 +152,5 @@ def extract_corridor(
         M=m.hnsw.M,
         ef_construction=m.hnsw.ef_construction,
         ef_search=m.hnsw.ef_search,
+        ortho=layer,
     )

@@ -70,7 +70,16 @@ class TileSource(ABC):
     def tiling(self, tile_m: float) -> Tiling: ...
 
     @abstractmethod
-    def render(self, east: np.ndarray, north: np.ndarray, size_px: int, gsd_m: float) -> np.ndarray: ...
+    def render(
+        self, east: np.ndarray, north: np.ndarray, size_px: int, gsd_m: float, true_north: bool = True
+    ) -> np.ndarray:
+        """Tiles centred at east/north; up is true north, or grid north (the map CRS's axes) without ``true_north``."""
+
+    def render_masked(
+        self, east: np.ndarray, north: np.ndarray, size_px: int, gsd_m: float, true_north: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Tiles and, for a source with a mask, where they hold imagery ((N, size, size) bool; None: everywhere)."""
+        return self.render(east, north, size_px, gsd_m, true_north), None
 
     def prepare(self, gsd_m: float) -> None:  # noqa: B027 - optional: heavy shared state before forking workers
         """Build what every worker shares (the synthetic world) once, before forking."""
@@ -122,10 +131,17 @@ class SyntheticImagery(TileSource):
     def label(self) -> str:
         return f"synthetic {self.region.style} seed {self.region.seed}"
 
-    def render(self, east: np.ndarray, north: np.ndarray, size_px: int, gsd_m: float) -> np.ndarray:
+    def render(
+        self, east: np.ndarray, north: np.ndarray, size_px: int, gsd_m: float, true_north: bool = True
+    ) -> np.ndarray:
         from edge_geoloc.world.aerial import render_aerial
 
-        return np.stack([render_aerial(self.world, float(e), float(n), size_px, gsd_m) for e, n in zip(east, north)])
+        return np.stack(
+            [
+                render_aerial(self.world, float(e), float(n), size_px, gsd_m, true_north=true_north)
+                for e, n in zip(east, north)
+            ]
+        )
 
 
 class RasterSource(TileSource):
@@ -248,22 +264,23 @@ class RasterSource(TileSource):
             self._cache.popitem(last=False)
         return img
 
-    def render(self, east: np.ndarray, north: np.ndarray, size_px: int, gsd_m: float) -> np.ndarray:
+    def render(
+        self, east: np.ndarray, north: np.ndarray, size_px: int, gsd_m: float, true_north: bool = True
+    ) -> np.ndarray:
         """Tiles (N, size, size, 3) RGB; missing pixels are the normalization's mean colour."""
         from edge_geoloc.cameras.rectify import MEAN_FILL
 
-        out, valid = self.render_masked(east, north, size_px, gsd_m)
+        out, valid = self.render_masked(east, north, size_px, gsd_m, true_north)
         if valid is not None:
             out[~valid] = MEAN_FILL
         return out
 
     def render_masked(
-        self, east: np.ndarray, north: np.ndarray, size_px: int, gsd_m: float
+        self, east: np.ndarray, north: np.ndarray, size_px: int, gsd_m: float, true_north: bool = True
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Tiles and, for a source with a mask, where they hold imagery ((N, size, size) bool)."""
         east, north = np.atleast_1d(np.asarray(east, float)), np.atleast_1d(np.asarray(north, float))
         lat, lon = self.crs.to_latlon(east, north)
-        gamma = np.radians(self.crs.convergence_deg(lat, lon))
+        gamma = np.radians(self.crs.convergence_deg(lat, lon)) if true_north else np.zeros(len(east))
         cg, sg = np.cos(gamma), np.sin(gamma)
         c = (size_px - 1) / 2.0
         # Output pixels (0,0), (size-1,0), (0,size-1) of each tile in map metres, then source pixels.

@@ -9,12 +9,13 @@
     shards/NNNNNN.proj.npy  (only with ``hnsw.dim < descriptor dim``) the shard's mean and PCA basis
     ortho.tif          (optional) the map imagery for registration: a tiled WebP GeoTIFF with overviews,
                        grid-north-up in the map CRS (:mod:`edge_geoloc.maps.ortho` reads it by window)
+    ortho.sha256.npy   (with ortho.tif) the sha256 of each base-level TIFF tile's bytes, checked at its first read
 
 Storage order is geographic (:mod:`edge_geoloc.maps.layout`): shard by shard, a Hilbert curve
 inside each, so a shard is one contiguous block of rows and a scope a few runs inside it.
 
-Checks: opening compares every file's size with the manifest and hashes the small files (tile
-and shard tables); a shard's descriptor rows and index file are hashed the first time the shard is
+Checks: opening compares every file's size with the manifest and hashes the small files (tile,
+shard and imagery-tile tables); a shard's descriptor rows and index file are hashed the first time the shard is
 touched (a 1M-tile map opens in milliseconds, and a corrupt shard is refused before hnswlib parses
 it: hnswlib trusts its input and a damaged graph can crash the process). ``verify="full"`` hashes
 everything at open. No timestamps are written, so the same inputs give the same bytes.
@@ -42,6 +43,8 @@ TILES = "tiles.npy"
 SHARDS = "shards.npy"
 DESCRIPTORS = "descriptors.npy"
 SHARD_DIR = "shards"
+ORTHO = "ortho.tif"
+ORTHO_HASHES = "ortho.sha256.npy"
 
 TILE_DTYPE = np.dtype(
     [("id", "<i8"), ("east", "<f8"), ("north", "<f8"), ("lat", "<f8"), ("lon", "<f8"), ("shard", "<i8")]
@@ -297,7 +300,8 @@ class Bundle:
             size = f.stat().st_size
             if size != info.bytes:
                 raise BundleError(f"{f}: {size} bytes, the manifest says {info.bytes} (truncated or replaced)")
-        hashed = list(m.files) if verify == "full" else [TILES, SHARDS] if verify == "lazy" else []
+        small = [TILES, SHARDS, *([ORTHO_HASHES] if ORTHO_HASHES in m.files else [])]
+        hashed = list(m.files) if verify == "full" else small if verify == "lazy" else []
         for name in hashed:
             self._check_file(name, m.files[name].sha256)
         self.tiles = _load_npy(self.path / TILES, mmap=True)

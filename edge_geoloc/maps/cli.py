@@ -47,6 +47,20 @@ def _imagery_line(path: Path) -> str:
     return f"  imagery   {r.imagery or r.source}: {native} (map {m.tiling.gsd_m:g} m/px){nodata}"
 
 
+def _ortho_line(path: Path) -> str:
+    """The imagery layer: its raster, GSD, coverage and size on disk (or that registration has none)."""
+    from edge_geoloc.maps.bundle import read_manifest
+
+    o = read_manifest(path).ortho
+    if o is None:
+        return "  ortho     none: no imagery layer, metric refinement off (rebuild without --no-ortho to add one)"
+    size = (Path(path) / o.file).stat().st_size
+    return (
+        f"  ortho     {o.file}: {o.width} x {o.height} px at {o.gsd_m:g} m/px ({o.width * o.gsd_m:.0f} x"
+        f" {o.height * o.gsd_m:.0f} m), {o.compression} q{o.quality}, {o.overviews} overviews, {size / 2**20:.1f} MiB"
+    )
+
+
 def _info(args: argparse.Namespace) -> int:
     from edge_geoloc.config import to_mapping
     from edge_geoloc.maps.bundle import Bundle
@@ -62,6 +76,7 @@ def _info(args: argparse.Namespace) -> int:
         f"  region    {m.region.name} ({m.region.source}) centre {m.region.center_lat:.6f}, {m.region.center_lon:.6f}"
     )
     print(_imagery_line(b.path))
+    print(_ortho_line(b.path))
     print(f"  crs       {m.crs}")
     print(
         f"  tiling    {t.n_rows} x {t.n_cols} cells, stride {t.stride_m:g} m, centres east {t.east_min:.1f}..,"

@@ -25,12 +25,15 @@ Frame (the one contract registration codes against):
   (nodata); those pixels are 0.
 
 Integrity: the bundle checks the file's size at open (a truncated copy is refused) and its sha256
-with ``verify="full"`` (`map info --verify`); a tile that fails to decode is a :class:`BundleError`
-naming the file and the tile.
+with ``verify="full"`` (`map info --verify`); each base tile's bytes are checked against
+``ortho.sha256.npy`` (hashed at open, a few MB for a city) the first time the tile is read, as a
+shard is before its first search: a flipped byte in a WebP tile would otherwise decode to plausible
+garbage. Either failure is a :class:`BundleError` naming the file and the tile.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import OrderedDict
 from pathlib import Path
@@ -39,11 +42,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_geoloc.maps.bundle import MANIFEST, Bundle, BundleError, OrthoInfo, read_manifest
+from edge_geoloc.maps.bundle import MANIFEST, ORTHO, ORTHO_HASHES, Bundle, BundleError, OrthoInfo
+
+__all__ = ["ORTHO", "ORTHO_HASHES", "MapOrtho"]
 
 log = logging.getLogger(__name__)
 
-ORTHO = "ortho.tif"
 CACHE_TILES = 48  # decoded tiles kept (48 x 256 x 256 x 4 B = 12 MiB): a few frames' windows
 _SAID: set[str] = set()  # bundles already reported without imagery (said once per process)
 
@@ -51,7 +55,8 @@ _SAID: set[str] = set()  # bundles already reported without imagery (said once p
 class MapOrtho:
     """An opened imagery layer: ``window()`` reads north-up pixels around a position (see the module)."""
 
-    def __init__(self, folder: str | Path, info: OrthoInfo) -> None:
+    def __init__(self, folder: str | Path, info: OrthoInfo, hashes: np.ndarray | None = None) -> None:
+        """``hashes``: (tiles, 32) uint8 sha256 digests of the base tiles' bytes (None: trust the file)."""
         import tifffile
 
         self.path = Path(folder) / info.file
@@ -74,33 +79,36 @@ class MapOrtho:
             )
         self._page = page
         self._cols = -(-info.width // info.tile_px)
+        n_tiles = len(page.dataoffsets)
+        if hashes is not None and hashes.shape != (n_tiles, 32):
+            self._tif.close()
+            raise BundleError(f"{self.path.with_name(ORTHO_HASHES)}: {hashes.shape} digests, expected ({n_tiles}, 32)")
+        self._hashes = hashes
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self.tiles_decoded = 0  # TIFF tiles decoded so far (a window reads only the tiles it overlaps)
 
     @classmethod
     def open(cls, bundle_or_dir: Bundle | str | Path) -> MapOrtho | None:
-        """The bundle's imagery layer, or None (said once) when the bundle has none."""
-        if isinstance(bundle_or_dir, Bundle):
-            folder, manifest = bundle_or_dir.path, bundle_or_dir.manifest  # sizes (and hashes) checked at open
-        else:
-            folder = Path(bundle_or_dir)
-            manifest = read_manifest(folder)
-        if manifest.ortho is None:
-            if str(folder) not in _SAID:
-                _SAID.add(str(folder))
-                log.warning("%s: the map has no imagery layer (ortho.tif): metric refinement is off", folder)
+        """The bundle's imagery layer, or None (said once) when the bundle has none. A folder is opened as a
+        :class:`Bundle` (sizes of every file, hashes of the small tables); a Bundle keeps its own ``verify``."""
+        bundle = bundle_or_dir if isinstance(bundle_or_dir, Bundle) else Bundle(bundle_or_dir)
+        info = bundle.manifest.ortho
+        if info is None:
+            if str(bundle.path) not in _SAID:
+                _SAID.add(str(bundle.path))
+                log.warning("%s: the map has no imagery layer (%s): metric refinement is off", bundle.path, ORTHO)
             return None
-        name = manifest.ortho.file
-        listed = manifest.files.get(name)
-        if listed is None:
-            raise BundleError(f"{folder / MANIFEST}: the imagery layer '{name}' is not among the manifest's files")
-        if not isinstance(bundle_or_dir, Bundle):  # a bare folder: the size check the bundle makes at open
-            f = folder / name
-            size = f.stat().st_size if f.exists() else None
-            if size != listed.bytes:
-                what = "missing" if size is None else f"{size} bytes, the manifest says {listed.bytes} (truncated?)"
-                raise BundleError(f"{f}: {what}")
-        return cls(folder, manifest.ortho)
+        for name in (info.file, ORTHO_HASHES):
+            if name not in bundle.manifest.files:
+                raise BundleError(f"{bundle.path / MANIFEST}: the imagery layer's '{name}' is not among its files")
+        hashes = None
+        if bundle.verify != "none":
+            hashes = np.load(bundle.path / ORTHO_HASHES, allow_pickle=False)
+            if hashes.dtype != np.uint8 or hashes.ndim != 2:
+                raise BundleError(
+                    f"{bundle.path / ORTHO_HASHES}: {hashes.dtype} {hashes.shape}, expected (tiles, 32) uint8"
+                )
+        return cls(bundle.path, info, hashes)
 
     @property
     def gsd_m(self) -> float:
@@ -125,7 +133,7 @@ class MapOrtho:
         shift = np.array([[1.0, 0.0, fc - c0], [0.0, 1.0, fr - r0]])
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         rgb = cv2.warpAffine(block[..., :3], shift, (n, n), flags=flags)
-        weight = cv2.warpAffine((block[..., 3] == 255).astype(np.float32), shift, (n, n), flags=flags)
+        weight = cv2.warpAffine((block[..., 3] >= 128).astype(np.float32), shift, (n, n), flags=flags)
         valid = weight >= 1.0 - 1e-4  # every pixel the bilinear sample leans on holds imagery
         rgb[~valid] = 0
         return rgb, valid
@@ -135,40 +143,60 @@ class MapOrtho:
         out = np.zeros((r1 - r0, c1 - c0, 4), dtype=np.uint8)
         i, t = self.info, self.info.tile_px
         ra, rb, ca, cb = max(r0, 0), min(r1, i.height), max(c0, 0), min(c1, i.width)
-        if ra >= rb or ca >= cb:
-            return out
-        for tr in range(ra // t, (rb - 1) // t + 1):
+        for tr in range(ra // t, (rb - 1) // t + 1) if ra < rb and ca < cb else ():
             for tc in range(ca // t, (cb - 1) // t + 1):
                 tile = self._tile(tr * self._cols + tc)
                 y0, y1 = max(ra, tr * t), min(rb, (tr + 1) * t)
                 x0, x1 = max(ca, tc * t), min(cb, (tc + 1) * t)
-                part = tile[y0 - tr * t : y1 - tr * t, x0 - tc * t : x1 - tc * t]
-                out[y0 - r0 : y1 - r0, x0 - c0 : x1 - c0, : part.shape[2]] = part
-                if part.shape[2] == 3:
-                    out[y0 - r0 : y1 - r0, x0 - c0 : x1 - c0, 3] = 255
+                out[y0 - r0 : y1 - r0, x0 - c0 : x1 - c0] = tile[y0 - tr * t : y1 - tr * t, x0 - tc * t : x1 - tc * t]
         return out
 
+    def _bytes(self, index: int) -> bytes:
+        page = self._page
+        offset, count = int(page.dataoffsets[index]), int(page.databytecounts[index])
+        if not count:
+            return b""
+        fh = self._tif.filehandle
+        fh.seek(offset)
+        data = fh.read(count)
+        if len(data) != count:
+            raise BundleError(f"{self.path}: tile {index} holds {len(data)} of its {count} bytes (truncated)")
+        return data
+
+    def raw_tile(self, index: int) -> bytes:
+        """The compressed bytes of base tile ``index`` (row-major; b"" for a sparse tile), checked against
+        their sha256."""
+        data = self._bytes(index)
+        if self._hashes is not None and hashlib.sha256(data).digest() != self._hashes[index].tobytes():
+            raise BundleError(
+                f"{self.path}: tile {index} fails its sha256 in {ORTHO_HASHES} (the file is corrupt;"
+                " copy or build the map again)"
+            )
+        return data
+
     def _tile(self, index: int) -> np.ndarray:
-        """One decoded TIFF tile (t, t, 3 or 4), read from its byte range alone."""
+        """One TIFF tile as RGBA (t, t, 4), decoded from its byte range alone; a sparse tile (no bytes: a
+        corridor extract leaves out what lies far from the route) is all missing."""
         if index in self._cache:
             self._cache.move_to_end(index)
             return self._cache[index]
-        page = self._page
-        offset, count = int(page.dataoffsets[index]), int(page.databytecounts[index])
+        t = self.info.tile_px
+        tile = np.zeros((t, t, 4), dtype=np.uint8)
         try:
-            fh = self._tif.filehandle
-            fh.seek(offset)
-            data = fh.read(count)
-            if len(data) != count:
-                raise ValueError(f"{len(data)} of {count} bytes")
-            segment: Any = page.decode(data, index, jpegtables=page.jpegtables)[0]
-            tile = np.asarray(segment, dtype=np.uint8).reshape(self.info.tile_px, self.info.tile_px, -1)
+            data = self.raw_tile(index)
+            if data:
+                segment: Any = self._page.decode(data, index, jpegtables=self._page.jpegtables)[0]
+                decoded = np.asarray(segment, dtype=np.uint8).reshape(t, t, -1)
+                tile[..., : decoded.shape[2]] = decoded
+                if decoded.shape[2] == 3:
+                    tile[..., 3] = 255
+                self.tiles_decoded += 1
+        except BundleError:
+            raise
         except Exception as err:  # imagecodecs raises its own error types on corrupt data
             raise BundleError(
-                f"{self.path}: tile {index} (bytes {offset}..{offset + count}) does not decode ({err});"
-                " the file is corrupt: copy or build the map again"
+                f"{self.path}: tile {index} does not decode ({err}); the file is corrupt: copy or build the map again"
             ) from None
-        self.tiles_decoded += 1
         self._cache[index] = tile
         while len(self._cache) > CACHE_TILES:
             self._cache.popitem(last=False)

@@ -47,12 +47,13 @@ def test_a_healthy_cpu_setup_passes_every_check(setup, capsys):
     assert all(s[k][0] == "ok" for k in ("python", "onnxruntime", "export", "map bundle", "camera", "gnss")), s
     code = main(["doctor", "--model", str(export), "--map", str(map_dir), "--source", str(frames), "--gps", str(nmea)])
     out = capsys.readouterr().out
-    assert code == 0 and out.strip().endswith("all checks passed") and len(out.strip().splitlines()) == 9
+    assert code == 0 and out.strip().endswith("all checks passed") and len(out.strip().splitlines()) == 10
 
 
 def test_missing_inputs_are_skipped_not_failed():
     s = statuses(Doctor())
-    assert {k for k, (st, _) in s.items() if st == "skip"} == {"export", "engines", "map bundle", "camera", "gnss"}
+    skipped = {k for k, (st, _) in s.items() if st == "skip"}
+    assert skipped == {"export", "engines", "map bundle", "camera", "gnss", "mavlink"}
 
 
 def test_an_old_python_fails(monkeypatch):

@@ -4,8 +4,9 @@ One line per check (``ok``, ``warn``, ``FAIL`` or ``skip``), and a non-zero exit
 Python; the inference backends (ONNX Runtime and its providers, TensorRT, a CUDA binding); the
 export's model card and graphs (sha256); the TensorRT engines against this GPU and TensorRT version;
 the map bundle (every file hashed) and whether it pairs with the export; the camera source delivers a
-frame the camera model accepts; the GNSS source delivers sentences. A check that needs an input not
-given (``--map``, ``--source``, ``--gps``) is skipped, not failed.
+frame the camera model accepts; the GNSS source delivers sentences; the flight controller's MAVLink
+heartbeat arrives (from the expected system id) and which streams come at which rates. A check that needs an
+input not given (``--map``, ``--source``, ``--gps``, ``--mavlink``) is skipped, not failed.
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ class Doctor:
     gps_wait_s: float = 5.0
     tensorrt: Callable[[], Any] | None = None  # tests pass fakes; None: the real import
     cuda: Callable[[], Any] | None = None
+    mavlink: str | None = None  # the flight controller's connection, as `run --mavlink` takes it
+    mavlink_sysid: int | None = None
+    mavlink_wait_s: float = 5.0  # for the autopilot's heartbeat
+    mavlink_listen_s: float = 3.0  # then counting which streams arrive at which rates
 
     def check_python(self) -> str:
         if sys.version_info[:2] < MIN_PYTHON:
@@ -198,6 +203,29 @@ class Doctor:
             raise CheckFailed(f"{self.gps}: no position fix in {self.gps_wait_s:g} s ({bad or 'no sentences'})")
         return f"{self.gps}: {len(fixes)} fixes" + (f", skipped {bad}" if bad else "")
 
+    def check_mavlink(self) -> str:
+        """The autopilot's heartbeat within ``mavlink_wait_s`` (from ``mavlink_sysid`` when given), then the
+        rates of the streams the loop uses, over ``mavlink_listen_s``."""
+        if not self.mavlink:
+            raise Skip("no --mavlink")
+        if self.mavlink.strip().lower().endswith(".tlog"):
+            raise Skip(f"{self.mavlink}: a telemetry log is a replay, not a connection")
+        from edge_geoloc.localize.mavlink import MavlinkConfig, MavlinkError, MavlinkLink
+
+        cfg = MavlinkConfig(sysid=self.mavlink_sysid, wait_heartbeat_s=self.mavlink_wait_s)
+        try:
+            link = MavlinkLink(self.mavlink, _crs_of(self.map), config=cfg)
+        except MavlinkError as err:
+            raise CheckFailed(str(err)) from None
+        try:
+            before = dict(link.counts)
+            time.sleep(self.mavlink_listen_s)
+            rates = {k: (n - before.get(k, 0)) / self.mavlink_listen_s for k, n in dict(link.counts).items()}
+            who = f"{link.autopilot} (system {link.sysid}), MAVLink {link.version or '?'}"
+        finally:
+            link.close()
+        return f"{self.mavlink}: {who}; " + _stream_verdict({k: r for k, r in rates.items() if k.isupper() and r > 0})
+
     def run(self) -> list[Result]:
         checks = [
             ("python", self.check_python),
@@ -208,6 +236,7 @@ class Doctor:
             ("map bundle", self.check_map),
             ("camera", self.check_camera),
             ("gnss", self.check_gnss),
+            ("mavlink", self.check_mavlink),
         ]
         results = []
         for name, check in checks:
@@ -222,6 +251,29 @@ class Doctor:
             except Exception as err:  # a check that crashed is a failed check, with what crashed
                 results.append(Result("FAIL", name, f"{type(err).__name__}: {err}"))
         return results
+
+
+# What the loop takes from the autopilot (see edge_geoloc/localize/mavlink.py), and where a missing stream is set.
+ATTITUDE_STREAMS = ("ATTITUDE", "ATTITUDE_QUATERNION")
+HEIGHT_STREAMS = ("DISTANCE_SENSOR", "ALTITUDE", "GLOBAL_POSITION_INT")
+GNSS_STREAMS = ("GPS_RAW_INT", "GPS2_RAW")
+STREAM_HELP = "ArduPilot: SRn_EXTRA1 / SRn_POSITION / SRn_EXT_STAT (Hz); PX4: `mavlink stream -d DEV -s NAME -r HZ`"
+
+
+def _stream_verdict(rates: dict[str, float]) -> str:
+    """The line on the streams heard: their rates; a failure without attitude (the UAV loop rectifies with it),
+    a warning without a height or GNSS stream."""
+    heard = ", ".join(f"{k} {r:.3g} Hz" for k, r in sorted(rates.items(), key=lambda kv: -kv[1]))
+    if not any(k in rates for k in ATTITUDE_STREAMS):
+        raise CheckFailed(f"no ATTITUDE stream (heard: {heard or 'nothing but heartbeats'}); {STREAM_HELP}")
+    missing = [
+        what
+        for what, names in (("height above ground", HEIGHT_STREAMS), ("GNSS", GNSS_STREAMS))
+        if not any(k in rates for k in names)
+    ]
+    if missing:
+        raise CheckWarning(f"{heard}; no {' or '.join(missing)} stream ({STREAM_HELP})")
+    return heard
 
 
 def card_has(card: Any, branch: str) -> bool:
@@ -255,6 +307,9 @@ def _doctor(args: argparse.Namespace) -> int:
         gps=args.gps,
         branch="drone" if args.camera and _is_uav(args.camera) else "street",
         gps_wait_s=args.gps_wait_s,
+        mavlink=args.mavlink,
+        mavlink_sysid=args.mavlink_sysid,
+        mavlink_wait_s=args.mavlink_wait_s,
     )
     results = doc.run()
     for r in results:
@@ -271,11 +326,14 @@ def _is_uav(camera: str) -> bool:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    d = sub.add_parser("doctor", help="check this device before a run: backends, engines, map, camera, GNSS")
+    d = sub.add_parser("doctor", help="check this device before a run: backends, engines, map, camera, GNSS, autopilot")
     d.add_argument("--model", help="export folder with model.yaml (its graphs and engines are checked)")
     d.add_argument("--map", help="map bundle folder (every file hashed; must pair with --model)")
     d.add_argument("--source", help="camera source as `run --source` takes it (one frame is read)")
     d.add_argument("--camera", help="camera model YAML the frame must fit")
     d.add_argument("--gps", help="GNSS source as `run --gps` takes it (an NMEA file, udp://, serial:)")
     d.add_argument("--gps-wait-s", type=float, default=5.0, help="how long a live GNSS source may take to fix")
+    d.add_argument("--mavlink", help="the flight controller as `run --mavlink` takes it (heartbeat, streams, rates)")
+    d.add_argument("--mavlink-sysid", type=int, help="the autopilot's system id (default: the first autopilot heard)")
+    d.add_argument("--mavlink-wait-s", type=float, default=5.0, help="how long to wait for the autopilot's heartbeat")
     d.set_defaults(func=_doctor)

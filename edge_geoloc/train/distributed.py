@@ -164,6 +164,12 @@ def launch(args: argparse.Namespace) -> int:
     through torch's own launcher (each rank parses the same options, without --nproc)."""
     from torch.distributed.run import main as torchrun
 
+    from edge_geoloc.train.config import TrainConfig
+
+    batch = TrainConfig.load(args.config).batch_size
+    if batch % args.nproc:
+        print(f"{args.config}: batch_size {batch} does not split evenly over --nproc {args.nproc}", file=sys.stderr)
+        return 2
     argv = ["--config", str(args.config), "--data", str(args.data), "--out", str(args.out)]
     for flag, value in (("--epochs", args.epochs), ("--device", args.device), ("--monitor", args.monitor)):
         argv += [flag, str(value)] if value else []

@@ -490,10 +490,10 @@ class Trainer:
             resumed_mined = state.get("mined") if start_step else None
             log.info("resuming at epoch %d step %d", start_epoch + 1, start_step)
         ctx, main = self.dist, self.dist.main
-        train, val = self.load_data()
-        monitor = self.load_monitor()
         if not main:
             ctx.barrier()  # rank 0 builds the image and trunk caches; the others then read them
+        train, val = self.load_data()
+        monitor = self.load_monitor()
         feats = self.trunk(train, True, self.root)
         val_feats = self.trunk(val, False, self.root)
         monitor_feats = self.trunk(monitor, False, self.monitor_root or self.root)

@@ -84,3 +84,34 @@ def test_corrupt_foreign_and_missing_logs_are_one_line_errors_naming_them(tmp_pa
     (tmp_path / "flight.csv").write_text("t\n")
     with pytest.raises(FlightLogError, match=r"unknown log type '.csv'"):
         open_flight_log(tmp_path / "flight.csv", CRS)
+
+
+@pytest.mark.parametrize("kind, roll_tol", [("ulg", 1e-4), ("bin", 0.006)])  # DataFlash ATT: centidegrees
+def test_the_uav_demos_flight_replays_from_its_own_log_as_the_simulated_logs_give_it(tmp_path, kind, roll_tol):
+    """`demo --vehicle uav --log ulg|bin`: the flight written as the autopilot's log and read back gives, at each
+    frame, the attitude, height and GNSS fixes the CSV-driven run polls (to the log format's precision)."""
+    from edge_geoloc.sim.flight import make_uav_scenario
+    from edge_geoloc.sim.flightlogs import replay_log
+    from edge_geoloc.sim.gnss import SimulatedGps
+    from edge_geoloc.sim.scenario import Trip, load_world
+
+    region = tmp_path / "town.yaml"
+    region.write_text(
+        "name: tiny-town\ncenter_lat: 45.487\ncenter_lon: -122.804\nsize_m: 600\nstyle: suburb\nseed: 7\nresolution_m: 0.5\n"
+    )
+    sc = make_uav_scenario(load_world(region), Trip(3, 40.0, (10.0, 25.0), 1.0), altitude_m=60.0)
+    replay = replay_log(sc, kind, tmp_path)
+    assert (tmp_path / f"flight.{kind}").is_file() and replay.summary["gnss_no_fix"] > 0  # the outage is in the log
+    csv_att, csv_gps = sc.attitude(), SimulatedGps(sc.gps)
+    for t in np.arange(0.0, 40.0, 1.0):
+        want, got = csv_att.poll(t)[-1], replay.attitude.poll(t)[-1]
+        assert got.t == pytest.approx(want.t, abs=1e-5)
+        assert (got.roll_deg, got.pitch_deg) == pytest.approx((want.roll_deg, want.pitch_deg), abs=roll_tol)
+        assert abs((got.yaw_deg - want.yaw_deg + 180) % 360 - 180) < roll_tol
+        assert got.height_m == pytest.approx(want.height_m, abs=0.01)
+        fixes, logged = csv_gps.poll(t), replay.prior.poll(t)
+        assert [f.t for f in logged] == pytest.approx([f.t for f in fixes], abs=1e-5)
+        assert [c for f in logged for c in (f.east, f.north)] == pytest.approx(
+            [c for f in fixes for c in (f.east, f.north)], abs=0.02
+        )
+    assert not [f for f in SimulatedGps(sc.gps).poll(40.0) if 10.0 <= f.t < 25.0]  # none in the outage, either way

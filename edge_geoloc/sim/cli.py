@@ -33,8 +33,8 @@ def synthetic_inputs(args: argparse.Namespace, camera: Any, index: Any) -> RunIn
 
 def _demo(args: argparse.Namespace) -> int:
     uav = args.vehicle == "uav"
-    if args.mavlink and not uav:
-        raise SystemExit("edge-geoloc demo: --mavlink needs --vehicle uav (a car has no autopilot)")
+    if (args.mavlink or args.log) and not uav:
+        raise SystemExit("edge-geoloc demo: --mavlink and --log need --vehicle uav (a car has no autopilot)")
     from edge_geoloc.sim.demo import DemoOptions, run_demo
     from edge_geoloc.sim.scenario import Trip
 
@@ -55,7 +55,11 @@ def _demo(args: argparse.Namespace) -> int:
         return 0
     from edge_geoloc.sim.uav_demo import UavFlight, run_uav_demo
 
-    run_uav_demo(options, UavFlight(args.altitude, mavlink=args.mavlink, mavlink_speed=args.mavlink_speed))
+    if args.mavlink and args.log:
+        raise SystemExit("edge-geoloc demo: --mavlink or --log, not both (the autopilot's data come from one)")
+    run_uav_demo(
+        options, UavFlight(args.altitude, mavlink=args.mavlink, mavlink_speed=args.mavlink_speed, log=args.log)
+    )
     return 0
 
 
@@ -82,6 +86,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="uav: the sensors come from a simulated autopilot over MAVLink (loopback UDP), fixes go back as GPS_INPUT",
     )
     d.add_argument("--mavlink-speed", type=float, default=4.0, help="uav --mavlink: times real time the flight plays")
+    d.add_argument(
+        "--log",
+        choices=("ulg", "bin"),
+        help="uav: attitude, height and GNSS replayed from the flight written as a PX4 ULog (ulg) or ArduPilot"
+        " DataFlash log (bin), read back as `run --log` reads one",
+    )
     d.add_argument("--seed", type=int, default=0, help="the drive, its sensors and the appearance")
     d.add_argument(
         "--budget-ms", type=float, default=None, help="per-frame budget; 0: none (default: car 100, uav 500)"

@@ -164,3 +164,32 @@ def write_dataflash(path: str | Path, rec: FlightRecord) -> Path:
         pack(name, [round(t * 1e6), *(float(v) if isinstance(v, np.floating) else v for v in values)])
     Path(path).write_bytes(bytes(out))
     return Path(path)
+
+
+@dataclass
+class LogReplay:
+    """The events of the UAV demo's flight-log replay: attitude (with height) and GNSS from the log as the
+    device reads it, odometry from the scenario (neither log format carries the airspeed-and-gyro odometry)."""
+
+    attitude: Any
+    prior: Any
+    odometry: Any
+    summary: dict[str, Any]
+
+
+def replay_log(sc: Any, kind: str, out_dir: Path) -> LogReplay:
+    """The flight of ``sc`` written as the autopilot's own log (``ulg``: PX4 ULog by pyulog; ``bin``: ArduPilot
+    DataFlash by pymavlink) to ``out_dir/flight.<kind>``, then read back by the device's reader
+    (:func:`~edge_geoloc.localize.flightlog.open_flight_log`) on the flight's clock: the log's first sample
+    is the flight's first attitude sample, so ``--log-offset-s`` is that sample's flight time."""
+    from edge_geoloc.localize.flightlog import open_flight_log
+    from edge_geoloc.localize.odometry import Odometry
+    from edge_geoloc.sim.autopilot import AutopilotPlan
+
+    writers = {"ulg": write_ulog, "bin": write_dataflash}
+    if kind not in writers:
+        raise ValueError(f"flight log kind must be ulg (PX4) or bin (ArduPilot), got {kind!r}")
+    plan = AutopilotPlan.from_scenario(sc)
+    path = writers[kind](Path(out_dir) / f"flight.{kind}", FlightRecord.from_plan(plan))
+    logged = open_flight_log(path, sc.crs, offset_s=float(plan.att_t[0]))
+    return LogReplay(logged.attitude, logged.prior, Odometry.from_log(sc.odometry), logged.summary)

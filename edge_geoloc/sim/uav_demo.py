@@ -38,13 +38,20 @@ from edge_geoloc.sim.flight import DEMO_UAV_CAMERA, UAV_TRIP, AttitudeModel
 
 @dataclass(frozen=True)
 class UavFlight:
-    """The UAV demo's own options: height above ground, whether the autopilot's yaw is trusted, and whether the
-    sensors come over MAVLink from the simulated autopilot (played ``mavlink_speed`` times real time)."""
+    """The UAV demo's own options: height above ground, whether the autopilot's yaw is trusted, and where the
+    autopilot's data come from: the simulated logs (CSV-like), MAVLink from the simulated autopilot (played
+    ``mavlink_speed`` times real time), or the flight's own PX4/ArduPilot log read back (``log``)."""
 
     altitude_m: float = 120.0
     yaw: str = "untrusted"
     mavlink: bool = False
     mavlink_speed: float = 4.0
+    log: str | None = None  # ulg / bin: attitude and GNSS replayed from the flight written as that log
+
+    def inputs(self) -> str:
+        if self.mavlink:
+            return "mavlink"
+        return f"flight log (.{self.log})" if self.log else "simulated logs"
 
 
 # The UAV demo's defaults where they differ from the car's: its folder, one frame a second, no budget.
@@ -76,7 +83,7 @@ def run_uav_demo(options: DemoOptions = UAV_DEMO, flight: UavFlight = UavFlight(
         **run.meta(
             **options.describe(), encoder=repr(encoder), altitude_m=flight.altitude_m,
             camera_tilt_deg=camera.mount.tilt_deg, yaw=flight.yaw, magnetometer_bias_deg=attitude.yaw_bias_deg,
-            inputs="mavlink" if flight.mavlink else "simulated logs",
+            inputs=flight.inputs(),
         ),
     }  # fmt: skip
 
@@ -85,7 +92,13 @@ def run_uav_demo(options: DemoOptions = UAV_DEMO, flight: UavFlight = UavFlight(
             from edge_geoloc.sim.autopilot import run_through_mavlink
 
             return run_through_mavlink(sc, frames, loc, run.out, flight.mavlink_speed, meta, show, writer)
-        return run_scenario(sc, encoder, index, progress=show, writer=writer, frames=frames, localizer=loc)
+        events = None
+        if flight.log:
+            from edge_geoloc.sim.flightlogs import replay_log
+
+            events = replay_log(sc, flight.log, run.out)
+            meta["flight_log"] = events.summary
+        return run_scenario(sc, None, None, progress=show, writer=writer, frames=frames, localizer=loc, events=events)
 
     return loop_and_report(
         sc,
@@ -147,6 +160,11 @@ def report_markdown(r: dict[str, Any]) -> str:
          f" {r['deadline_misses']} deadline misses)"),
     ]  # fmt: skip
     rows += _mavlink_rows(r.get("mavlink"))
+    if r.get("flight_log"):
+        f = r["flight_log"]
+        rows.append(("inputs", f"attitude, height and GNSS from the flight's {f['kind']} log, read back by `run --log`"
+                               f" ({f['attitude_samples']} attitude samples, {f['gnss_fixes']} fixes; height from"
+                               f" {', '.join(f['height_from'])})"))  # fmt: skip
     intro = f"""A drone flies {r["distance_km"]} km over the synthetic town `{r["region"]}` at {r["altitude_m"]:g} m,
 its camera {r["camera_tilt_deg"]:g} degrees forward of nadir. Its GNSS receiver loses the fix from
 {r["outage"][0]:g} s to {r["outage"][1]:g} s; the autopilot's yaw is {r["yaw"]}. Each frame
@@ -157,6 +175,7 @@ map the car uses; the particle filter fuses the matches with ground speed and th
 The odometry-only line is the same filter without vision."""
     title = f"edge-geoloc UAV demo: {r['region']}, GPS denied for {r['outage_s']:g} s"
     how = f"edge-geoloc demo --vehicle uav --out DIR --seed {r['seed']}" + (" --mavlink" if r.get("mavlink") else "")
+    how += f" --log {Path(r['flight_log']['log']).suffix[1:]}" if r.get("flight_log") else ""
     return report_page(title, intro, rows, r, how)
 
 

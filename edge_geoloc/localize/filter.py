@@ -418,32 +418,27 @@ class ParticleFilter:
         return math.log((eps + (1 - eps) * evidence) / (eps + (1 - eps) * at_gps))
 
     def update_position(
-        self, t: float, east: float, north: float, cov: np.ndarray, area_m2: float, outlier: float
+        self, t: float, east: float, north: float, cov: np.ndarray, area_m2: float
     ) -> tuple[bool, float]:
-        """A Gaussian position measurement with a full covariance (a map registration: long along a straight
-        road); returns (applied, evidence ratio over chance on ``area_m2``), refused below ``min_evidence`` as a
-        vision mixture is. A measurement far sharper than the cloud moves each particle by the Kalman gain of
-        the cloud's covariance against the measurement's (perturbed observations), so an axis the measurement
-        does not constrain keeps the particles' own spread, instead of weighting down to a few particles."""
+        """A Gaussian position measurement with a full covariance (a verified map registration: long along a
+        straight road); returns (applied, evidence ratio over chance on ``area_m2``), refused below
+        ``min_evidence`` as a vision mixture is. Applied as an ensemble Kalman update (perturbed observations):
+        each particle moves by the gain of the cloud's covariance against the measurement's, so an axis the
+        measurement does not constrain keeps the cloud's own spread, and a measurement far sharper than the
+        cloud does not leave a handful of particles (as weighting would)."""
         self.predict(t)
         cov = np.asarray(cov, np.float64)
-        inv = np.linalg.inv(cov)
         d = self.x[:, [E, N]] - np.array([east, north])
-        m2 = np.einsum("ij,jk,ik->i", d, inv, d)
+        m2 = np.einsum("ij,jk,ik->i", d, np.linalg.inv(cov), d)
         dens = np.exp(-0.5 * m2) / (2 * math.pi * math.sqrt(max(float(np.linalg.det(cov)), 1e-12)))
         evidence = float(self.w @ (dens * area_m2))
         if evidence < self.cfg.min_evidence:
             self.counts["vision_rejected"] += 1
             return False, evidence
-        log_l = self.cfg.vision_power * np.log(outlier + (1 - outlier) * dens * area_m2)
-        if self._degenerate(log_l):
-            self._resample()
-            p = self.estimate().cov + np.eye(2) * 1e-6
-            gain = p @ np.linalg.inv(p + cov)
-            z = np.array([east, north]) + self.rng.multivariate_normal(np.zeros(2), cov, len(self.w))
-            self.x[:, [E, N]] += (z - self.x[:, [E, N]]) @ gain.T
-        else:
-            self._reweight(log_l)
+        p = self.estimate().cov + np.eye(2) * 1e-6
+        gain = p @ np.linalg.inv(p + cov)
+        z = np.array([east, north]) + self.rng.multivariate_normal(np.zeros(2), cov, len(self.w))
+        self.x[:, [E, N]] += (z - self.x[:, [E, N]]) @ gain.T
         self.counts["vision_accepted"] += 1
         self.last_vision_t = float(t)
         return True, evidence

@@ -374,9 +374,7 @@ class Localizer:
             fe, fn = m.cands.fused()
             reason = self.uninformative_reason()
             if r is not None and r.passed and self.filter.initialized:
-                applied, evidence = self.filter.update_position(
-                    t, r.east, r.north, r.cov, m.area, self.cfg.refine.outlier
-                )
+                applied, evidence = self.filter.update_position(t, r.east, r.north, r.cov, m.area)
                 self.rejections = 0 if applied else self.rejections + 1
                 if applied:
                     self.filter.update_heading(t, *r.heading)

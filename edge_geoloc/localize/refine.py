@@ -59,7 +59,6 @@ class RefineConfig:
     patch_m: float = field(default=64.0, metadata=check(lambda v: v > 4, "metres"))  # UAV: patch side
     min_valid: float = 0.5  # share of the map window that must hold imagery
     fail_outlier: float = field(default=0.9, metadata=check(lambda v: 0 <= v < 1, "a weight in [0, 1)"))
-    outlier: float = field(default=0.1, metadata=check(lambda v: 0 <= v < 1, "a weight in [0, 1)"))  # a passed one's
     # Apply registrations before the threshold is calibrated at ``uncalibrated_quality`` (a GPS-denied start).
     trust_uncalibrated: bool = False
     uncalibrated_quality: float = 0.5

@@ -186,11 +186,13 @@ class Refiner:
         threshold = check_.threshold()
         if threshold is None and self.cfg.trust_uncalibrated:
             threshold = self.cfg.uncalibrated_quality
-        passed = threshold is not None and r.quality >= threshold
-        self.counts["passed" if passed else "failed"] += int(threshold is not None)
+        # a threshold never reached (registration was never right here, e.g. a low panorama): nothing changes
+        known = threshold is not None and math.isfinite(threshold)
+        passed = known and r.quality >= threshold
+        self.counts["passed" if passed else "failed"] += int(known)
         hsig = max(self.cfg.heading_sigma_deg, check_.heading_sigma(self.cfg.heading_sigma_deg))
         cov = r.cov * check_.cov_scale()
-        return Refinement(place[0], place[1], cov, (hdg, hsig), r.quality, passed, threshold is not None)
+        return Refinement(place[0], place[1], cov, (hdg, hsig), r.quality, passed, known)
 
     def summary(self) -> dict[str, Any]:
         if not self.on:

@@ -103,7 +103,8 @@ def test_a_window_is_the_source_at_its_metric_coordinates(ortho_map):
         want = expected(x + dx, y + dy, k, PX)
         row, col = dark_centroid(rgb, want)
         # East +dx moves the window east: the landmark appears dx/gsd pixels further west; north likewise up.
-        assert (row, col) == pytest.approx((k + dy / PX, k - dx / PX), abs=0.1), (dx, dy)
+        # Within 0.15 px (4 cm): WebP's 4:2:0 chroma smears the square a little; a half-pixel slip would be 0.5.
+        assert (row, col) == pytest.approx((k + dy / PX, k - dx / PX), abs=0.15), (dx, dy)
         away = np.hypot(*np.indices(valid.shape) - np.array([row, col])[:, None, None]) > 4
         err = np.abs(rgb.astype(int) - want.astype(int))[away]
         assert err.mean() < 2.0 and np.percentile(err, 99) <= 8, (dx, dy, err.mean(), np.percentile(err, 99))

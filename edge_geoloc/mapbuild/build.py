@@ -118,14 +118,23 @@ def _atomic_save(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+_PLANS: dict[tuple[str, int, int], BuildPlan] = {}  # parsed plans by (path, mtime, size): tasks read it often
+
+
 def read_plan(work: str | Path) -> BuildPlan:
     path = Path(work) / PLAN
     if not path.exists():
         raise BundleError(f"{path}: no build plan here (start the build with `edge-geoloc map build`)")
-    try:
-        return from_mapping(BuildPlan, read_yaml(path) or {}, str(path))
-    except ConfigError as err:
-        raise BundleError(str(err)) from None
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _PLANS:
+        try:
+            plan = from_mapping(BuildPlan, read_yaml(path) or {}, str(path))
+        except ConfigError as err:
+            raise BundleError(str(err)) from None
+        _PLANS.clear()
+        _PLANS[key] = plan
+    return _PLANS[key]
 
 
 def plan_shards(work: str | Path) -> np.ndarray:

@@ -30,7 +30,8 @@ from edge_geoloc.maps.ortho import ORTHO, ORTHO_HASHES, MapOrtho
 
 GSD_RANGE = (0.25, 0.5)  # metres per pixel: fine enough for metre-level registration, a city in a few GB
 TILE_PX = 256
-QUALITY = 90  # WebP quality: about 1/10 of the raw bytes on aerial texture, errors of a few grey levels
+QUALITY = 90  # lossy WebP quality: about 1/10 of the raw bytes on aerial texture, errors of a few grey levels
+WEBP_METHOD = 4  # libwebp's default effort: 6.5 ms a 256 px tile here (6: 17 ms for 1 % fewer bytes)
 CHUNK_ROWS = 8  # TIFF tile rows per chunk task (2048 px: 512 m at 0.25 m/px)
 ORTHO_DIR = "ortho"
 
@@ -124,7 +125,7 @@ def encode_chunk(source: object, info: OrthoInfo, work: Path, level: int, chunk:
                 block = render_block(source, info.east_min + tc * t * g, info.north_max - tr * t * g, bh, bw, g)
                 tile = np.zeros((t, t, 4 if info.alpha else 3), dtype=np.uint8)
                 tile[:bh, :bw] = block[..., : tile.shape[2]]
-                encoded = imagecodecs.webp_encode(tile, level=info.quality)
+                encoded = imagecodecs.webp_encode(tile, level=info.quality, lossless=False, method=WEBP_METHOD)
                 f.write(encoded)
                 lengths.append(len(encoded))
     os.replace(tmp, data_path)

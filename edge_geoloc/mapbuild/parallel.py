@@ -89,13 +89,15 @@ def shares(work: Path, world: int) -> list[list[Task]]:
     return [[listed[i][0] for i in range(len(listed)) if owner[i] == r] for r in range(world)]
 
 
-def pending_tasks(work: Path) -> set[Task]:
+def pending_tasks(work: str | Path) -> set[Task]:
+    """The tasks not done yet (what a cluster engine maps :func:`run_task` over)."""
     from edge_geoloc.mapbuild.build import pending_ortho_chunks, pending_shards
 
     return {("shard", s) for s in pending_shards(work)} | {("ortho", k) for k in pending_ortho_chunks(work)}
 
 
-def run_task(work: Path, task: Task, on_batch: Callable[[int, int], None] | None = None) -> None:
+def run_task(work: str | Path, task: Task, on_batch: Callable[[int, int], None] | None = None) -> None:
+    """One task (idempotent): a shard, or a chunk of the imagery layer."""
     from edge_geoloc.mapbuild.build import build_ortho_chunk, build_shard
 
     kind, k = task

@@ -25,13 +25,20 @@ from _results import load_line, write_json, write_markdown  # benchmarks/_result
 ROOT = Path(__file__).resolve().parents[1]
 
 RESULTS = ROOT / "benchmarks" / "results" / "loop_latency.json"
-VARIANTS = (("heading every frame", 1), ("heading every 5th frame", 5), ("no heading", 0))
+# (label, heading every n frames, refine: registration against the map imagery when the map has it)
+VARIANTS = (
+    ("heading every frame", 1, True),
+    ("heading every 5th frame", 5, True),
+    ("no heading", 0, True),
+    ("heading every frame, no refine", 1, False),
+)
 
 
 def run_interleaved(sc, frames, encoder, index, offset, budget_ms: float, repeats: int) -> list[dict]:
     """Every variant steps through the same frames in turn (frame by frame), so load changes hit all alike."""
     from edge_geoloc.localize.loop import Localizer, LoopConfig
     from edge_geoloc.localize.odometry import Odometry
+    from edge_geoloc.localize.refine import RefineConfig
     from edge_geoloc.localize.run import ODOMETRY, events
     from edge_geoloc.sim.gnss import SimulatedGps
 
@@ -46,13 +53,18 @@ def run_interleaved(sc, frames, encoder, index, offset, budget_ms: float, repeat
                     encoder,
                     index,
                     sc.camera,
-                    LoopConfig(budget_ms=budget_ms, heading_every=every, check_heading=False),
+                    LoopConfig(
+                        budget_ms=budget_ms,
+                        heading_every=every,
+                        check_heading=False,
+                        refine=RefineConfig(enabled=refine),
+                    ),
                     offset=offset,
                 ),
                 SimulatedGps(sc.gps),
                 Odometry.from_log(sc.odometry),
             )
-            for _, every in VARIANTS
+            for _, every, refine in VARIANTS
         ]
         for frame in frames:
             for v, (loc, gps, odo) in enumerate(runs):
@@ -71,12 +83,13 @@ def run_interleaved(sc, frames, encoder, index, offset, budget_ms: float, repeat
         return {"p50": round(float(np.percentile(a, 50)), 2), "p99": round(float(np.percentile(a, 99)), 2)}
 
     rows = []
-    for v, (label, every) in enumerate(VARIANTS):
+    for v, (label, every, refine) in enumerate(VARIANTS):
         t = np.asarray(totals[v])
         rows.append(
             {
                 "variant": label,
                 "heading_every": every,
+                "refine": refine,
                 "frames": len(t),
                 "fps": round(len(t) / (t.sum() / 1000.0), 1),
                 "total_ms": pct(totals[v]),
@@ -89,7 +102,7 @@ def run_interleaved(sc, frames, encoder, index, offset, budget_ms: float, repeat
 
 
 def format_table(rows: list[dict], notes: list[str]) -> str:
-    stages = ["predict", "encode", "search", "refine", "heading", "filter"]
+    stages = ["predict", "encode", "search", "refine", "heading", "register", "filter"]
     head = f"{'variant':<26}{'fps':>7}{'p50 ms':>9}{'p99 ms':>9}{'miss':>6}{'enc/fr':>8}  " + "  ".join(
         f"{s + ' p50/p99':>18}" for s in stages
     )
@@ -115,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", default=str(ROOT / "maps" / "demo-suburb.yaml"))
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     parser.add_argument("--budget-ms", type=float, default=100.0)
+    parser.add_argument("--map-cache", type=Path, default=None, help="where the map is cached (default: maps/build)")
     args = parser.parse_args(argv)
 
     from edge_geoloc.localize.run import open_models
@@ -129,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     load_before = os.getloadavg()[0]
     region = Path(args.region)
-    map_dir = cached_map(region, model, MAP_CACHE, workers=2, progress=False)
+    map_dir = cached_map(region, model, args.map_cache or MAP_CACHE, workers=2, progress=False)
     n = 60 if args.quick else 300
     sc = make_scenario(load_world(region), Trip(seed=1, duration_s=n / 2.0, outage=(n / 8.0, n / 2.0), rate_hz=2.0))
     frames = render_frames(sc, workers=2)
@@ -138,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = run_interleaved(sc, frames, encoder, index, offset, args.budget_ms, repeats)
     notes = [
         f"model {model.relative_to(ROOT) if model.is_relative_to(ROOT) else model} ({encoder!r}, {args.threads} threads),"
-        f" map {map_dir.name} ({index.n_tiles} tiles), budget {args.budget_ms:g} ms",
+        f" map {map_dir.name} ({index.n_tiles} tiles), budget {args.budget_ms:g} ms; 'register': the refine stage's"
+        f" registration against the map imagery ({'on' if index.bundle.manifest.ortho else 'off: the map has none'})",
         f"{len(frames)} pre-rendered frames x {repeats} per variant, variants interleaved frame by frame: a drive with"
         f" GPS for {sc.outage[0]:g} s, then denied; wheel/gyro odometry at 10 Hz; fps = frames / summed per-frame"
         " time (the loop alone, back to back; the time of GPS and odometry updates counts in predict)",

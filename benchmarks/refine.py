@@ -22,6 +22,8 @@ reference start (car 10 m / 5 deg, UAV 20 m / 5 deg), then all together:
   cannot tell from a position error);
 - ``season``: the frame from another capture (sun, season, exposure: ``Appearance.sample``) than the map;
   off, the frame is lit as the map is;
+- ``demo-cam`` (car only): the car demo's own camera, a 64 x 256 panorama over -45..45 degrees, instead of the
+  272 x 1024 one (a row is 1.4 degrees: 1.2 m of ground at 10 m, 5 m at 20 m);
 - ``cars``: parked cars and their shadows drawn into the ground image (a 1.5 m tall car seen from 2 m
   projects as a streak out to four times its distance, as the flat-ground projection smears it).
 
@@ -54,10 +56,14 @@ RESULTS = ROOT / "benchmarks" / "results" / "refine.json"
 GSD = 0.5
 INITIAL_M = (5.0, 10.0, 20.0, 40.0)
 HEADING_DEG = (0.0, 5.0, 15.0)
-NUISANCES = ("none", "height", "tilt", "season", "cars", "all")
+NUISANCES = ("none", "height", "tilt", "season", "cars", "all", "demo-cam")
 REFERENCE = {"car": (10.0, 5.0), "uav": (20.0, 5.0)}
 PANO_RANGE = (-60.0, 30.0)  # the panorama camera's vertical range
-WIDE_RANGE = (-66.0, 36.0)  # rendered wider, so a tilted camera can be resampled from it
+WIDE_RANGE = (-66.0, 36.0)
+DEMO_RANGE = (
+    -45.0,
+    45.0,
+)  # the car demo's camera (sim/scenario.py DEMO_CAMERA: 64 x 256 px)  # rendered wider, so a tilted camera can be resampled from it
 BEV_RADIUS_M = 20.0
 UAV_PATCH_PX = 128
 
@@ -81,6 +87,7 @@ class Nuisance:
     tilt_deg: float = 0.0
     season: bool = False
     cars: bool = False
+    demo_camera: bool = False  # car: the car demo's 64 x 256 panorama (-45..45 degrees) instead of 272 x 1024
 
     @classmethod
     def named(cls, name: str, vehicle: str) -> Nuisance:
@@ -92,6 +99,7 @@ class Nuisance:
             "season": cls(season=True),
             "cars": cls(cars=True),
             "all": cls(dh, 3.0, True, True),
+            "demo-cam": cls(demo_camera=vehicle == "car"),
         }[name]
 
 
@@ -149,12 +157,19 @@ def uav_shots(town: Town, n: int, seed: int) -> list[Shot]:
     return shots
 
 
-def tilted_panorama(wide: np.ndarray, pitch_deg: float, roll_deg: float) -> np.ndarray:
-    """The panorama a camera pitched (nose up) and rolled (right down) would see, from a level one rendered
-    over ``WIDE_RANGE``: each output pixel's ray turned by the tilt, looked up in the level panorama."""
-    h, w = round(wide.shape[0] * (PANO_RANGE[1] - PANO_RANGE[0]) / (WIDE_RANGE[1] - WIDE_RANGE[0])), wide.shape[1]
+def tilted_panorama(
+    wide: np.ndarray, pitch_deg: float, roll_deg: float, out_range: tuple = PANO_RANGE, width: int | None = None
+) -> np.ndarray:
+    """The panorama (``out_range`` of elevation, ``width`` px around) a camera pitched (nose up) and rolled (right
+    down) would see, from a level one rendered over ``WIDE_RANGE``: each output pixel's ray turned by the tilt,
+    looked up in the level panorama (shrunk first when the output is coarser)."""
+    if width is not None and width < wide.shape[1]:
+        f = wide.shape[1] / width
+        wide = cv2.resize(wide, (width, round(wide.shape[0] / f)), interpolation=cv2.INTER_AREA)
+    step = (WIDE_RANGE[1] - WIDE_RANGE[0]) / wide.shape[0]  # degrees per row of the level panorama
+    h, w = round((out_range[1] - out_range[0]) / step), wide.shape[1]
     az = np.radians((np.arange(w) + 0.5 - w / 2) * 360.0 / w)[None, :]
-    el = np.radians(PANO_RANGE[1] - (np.arange(h) + 0.5) * (PANO_RANGE[1] - PANO_RANGE[0]) / h)[:, None]
+    el = np.radians(out_range[1] - (np.arange(h) + 0.5) * (out_range[1] - out_range[0]) / h)[:, None]
     d = np.stack(np.broadcast_arrays(np.cos(el) * np.sin(az), np.cos(el) * np.cos(az), np.sin(el)), -1)
     p, r = math.radians(pitch_deg), math.radians(roll_deg)
     pitch = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])  # about right
@@ -205,9 +220,12 @@ def car_ground(town: Town, shot: Shot, nz: Nuisance, assumed_heading: float) -> 
         )
     rng = np.random.default_rng(shot.seed)
     sign = rng.choice([-1.0, 1.0], 3)
-    pano = tilted_panorama(town._renders[key], sign[0] * nz.tilt_deg, sign[1] * nz.tilt_deg)
+    rng_ = DEMO_RANGE if nz.demo_camera else PANO_RANGE
+    pano = tilted_panorama(
+        town._renders[key], sign[0] * nz.tilt_deg, sign[1] * nz.tilt_deg, rng_, 256 if nz.demo_camera else None
+    )
     size = int(2 * round(BEV_RADIUS_M / GSD) + 1)
-    spec = BevSpec(size, GSD, shot.height + sign[2] * nz.height_m, BEV_RADIUS_M, PANO_RANGE)
+    spec = BevSpec(size, GSD, shot.height + sign[2] * nz.height_m, BEV_RADIUS_M, rng_)
     bev, mask = panorama_to_bev(pano, spec, centre_heading_deg=assumed_heading)
     if nz.cars:
         paint_cars(bev, mask, rng, 4.0, shot.heading)
@@ -304,12 +322,12 @@ def run_cells(town: Town, shots: dict[str, list[Shot]], methods: tuple[str, ...]
     from tqdm import tqdm
 
     cells = []
-    for vehicle in ("car", "uav"):
+    for vehicle in shots:
         for method in methods:
             grid = [(i, h, "none") for i in INITIAL_M for h in HEADING_DEG]
             if quick:
                 grid = [(*REFERENCE[vehicle], "none")]
-            grid += [(*REFERENCE[vehicle], n) for n in NUISANCES[1:]]
+            grid += [(*REFERENCE[vehicle], n) for n in NUISANCES[1:] if vehicle == "car" or n != "demo-cam"]
             cells += [(vehicle, method, *g) for g in grid]
     out = []
     for vehicle, method, initial, heading, nuisance in tqdm(cells, desc="cells", mininterval=10):
@@ -344,6 +362,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small town, 3 frames a cell, the dense method")
     parser.add_argument("--frames", type=int, default=None, help="frames per cell (default 20; quick 3)")
+    parser.add_argument("--vehicle", choices=("car", "uav", "both"), default="both")
     parser.add_argument("--json", type=Path, default=None, help=f"default {RESULTS.relative_to(ROOT)}")
     args = parser.parse_args()
     cv2.setNumThreads(1)
@@ -351,6 +370,7 @@ def main() -> None:
     n = args.frames or (3 if args.quick else 20)
     town = Town(args.quick)
     shots = {"car": car_shots(town, n, 1), "uav": uav_shots(town, n, 2)}
+    shots = shots if args.vehicle == "both" else {args.vehicle: shots[args.vehicle]}
     methods = ("dense",) if args.quick else ("dense", "features")
     rows = run_cells(town, shots, methods, args.quick)
     text = table(rows)
@@ -364,7 +384,7 @@ def main() -> None:
     ]
     out = args.json or RESULTS
     write_json(out, rows, notes, t0, quick=args.quick, frames_per_cell=n)
-    if not args.quick and args.json is None:
+    if not args.quick and args.json is None and args.vehicle == "both":
         write_markdown(RESULTS.with_suffix(".md"), "Metric refinement (benchmarks/refine.py)", text + "\n\n" + notes[0])
 
 

@@ -14,6 +14,7 @@ import pytest
 from edge_geoloc.config import ConfigError, load_config
 from edge_geoloc.localize.calibrate import RegistrationCheck
 from edge_geoloc.localize.filter import FilterConfig, ParticleFilter
+from edge_geoloc.localize.refine import RefineConfig
 from edge_geoloc.localize.settings import RunConfig
 
 
@@ -71,19 +72,25 @@ def test_refine_settings_load_from_the_run_yaml(tmp_path):
         load_config(RunConfig, bad)
 
 
-# --- the loop end to end (a small export with a drone branch: see uavkit) ------------------------------------
+def test_a_finer_imagery_layer_is_resampled_to_the_working_gsd_about_the_same_point():
+    """A 0.25 m/px layer read at 0.5 m/px lines up with a 0.5 m/px layer of the same ground: registering one
+    against the other finds no offset (a half-pixel slip would show as 0.125-0.25 m)."""
+    from worldkit import REGION, box_world
 
-torch = pytest.importorskip("torch")  # making the small export needs torch; the loop itself does not
+    from edge_geoloc.localize.refine import Refiner
+    from edge_geoloc.localize.registration import register
 
-from exportkit import one_torch_thread  # noqa: E402, F401 (autouse fixture)
-from test_uav_loop import attitude  # noqa: E402
-from uavkit import CAMERA, drone_export, drone_map, frame, tiling, world  # noqa: E402
-
-from edge_geoloc.localize.loop import Localizer, LoopConfig  # noqa: E402
-from edge_geoloc.localize.odometry import Odometry  # noqa: E402
-from edge_geoloc.localize.refine import RefineConfig  # noqa: E402
-from edge_geoloc.localize.run import open_models, run_loop  # noqa: E402
-from edge_geoloc.localize.sources import Capture, Frame, ListSource  # noqa: E402
+    rng = np.random.default_rng(2)
+    paint = [(float(e), float(n), 3.0, 5.0, 0.0) for e, n in rng.uniform(-30, 30, (25, 2))]
+    w = box_world(paint, roof_rgb=[tuple(int(v) for v in c) for c in rng.integers(0, 256, (25, 3))])
+    ce, cn = REGION.center_en()
+    fine = Refiner(None, WorldImagery(w, 0.25), RefineConfig(gsd_m=0.5))
+    assert fine.gsd == 0.5
+    img, valid = fine.window(ce + 3.3, cn - 1.7, 16.0)
+    assert img.shape[:2] == (65, 65) and valid.all()
+    direct, _ = WorldImagery(w, 0.5).window(ce + 3.3, cn - 1.7, 24.0)
+    r = register(img, direct, 0.5, 0.5)
+    assert abs(r.east_m) < 0.06 and abs(r.north_m) < 0.06, (r.east_m, r.north_m)
 
 
 class WorldImagery:
@@ -100,6 +107,19 @@ class WorldImagery:
         img = render_aerial(self.world, x, y, n, self.gsd_m, true_north=False)
         return img, np.ones((n, n), bool)
 
+
+# --- the loop end to end (a small export with a drone branch: see uavkit) ------------------------------------
+
+torch = pytest.importorskip("torch")  # making the small export needs torch; the loop itself does not
+
+from exportkit import one_torch_thread  # noqa: E402, F401 (autouse fixture)
+from test_uav_loop import attitude  # noqa: E402
+from uavkit import CAMERA, drone_export, drone_map, frame, tiling, world  # noqa: E402
+
+from edge_geoloc.localize.loop import Localizer, LoopConfig  # noqa: E402
+from edge_geoloc.localize.odometry import Odometry  # noqa: E402
+from edge_geoloc.localize.run import open_models, run_loop  # noqa: E402
+from edge_geoloc.localize.sources import Capture, Frame, ListSource  # noqa: E402
 
 OFF = np.array([9.0, -6.0])  # the drone flies between the tile centres (where the mixture has no component)
 

@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 
 from edge_geoloc.config import check
@@ -48,6 +49,8 @@ class RefineConfig:
     """``loop: {refine: {...}}`` in the run YAML."""
 
     enabled: bool = True
+    # the GSD registration works at: a finer imagery layer is resampled to it (0.25 m/px costs 4x the pixels)
+    gsd_m: float = field(default=0.5, metadata=check(lambda v: v > 0, "metres per pixel"))
     method: str = field(default="dense", metadata=check(lambda v: v in METHODS, "dense or features"))
     candidates: int = field(default=1, metadata=check(lambda v: v >= 0, "candidate places besides the filter's"))
     search_sigmas: float = 2.5  # around the filter's estimate: this many sigma (+ min_search_m) ...
@@ -106,6 +109,24 @@ class Refiner:
         self.loop, self.imagery, self.cfg = loop, imagery, cfg
         self.counts = {"registered": 0, "passed": 0, "failed": 0, "skipped_budget": 0, "no_ground": 0}
         self.on = cfg.enabled and imagery is not None
+        self.gsd = max(cfg.gsd_m, imagery.gsd_m) if imagery is not None else cfg.gsd_m
+
+    def window(self, east: float, north: float, half_m: float) -> tuple[np.ndarray, np.ndarray]:
+        """The imagery around a point at the working GSD (the layer's when coarser): smoothed against aliasing
+        and resampled about the centre pixel, which stays on the point."""
+        img, valid = self.imagery.window(east, north, half_m)
+        f = self.gsd / self.imagery.gsd_m
+        if f <= 1.0 + 1e-6:
+            return img, valid
+        k = round(half_m / self.gsd)
+        c_in, c_out = (img.shape[0] - 1) / 2.0, float(k)
+        m = np.array([[f, 0.0, c_in - f * c_out], [0.0, f, c_in - f * c_out]])
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        out = cv2.warpAffine(cv2.GaussianBlur(img, (0, 0), 0.5 * f), m, (2 * k + 1, 2 * k + 1), flags=flags)
+        ok = cv2.warpAffine(
+            valid.astype(np.uint8), m, (2 * k + 1, 2 * k + 1), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+        )
+        return out, ok > 0
 
     def _places(self, est: Estimate | None, m: Measurement) -> list[tuple[float, float, float]]:
         """(east, north, search radius) of each place to register around: the filter's estimate, then the best
@@ -143,7 +164,7 @@ class Refiner:
         if heading is None:
             return
         with timer.stage("register"):
-            g = loop.vision.ground(frame, heading[0], self.imagery.gsd_m, self.cfg)
+            g = loop.vision.ground(frame, heading[0], self.gsd, self.cfg)
             if g is None:
                 self.counts["no_ground"] += 1
                 return
@@ -155,13 +176,13 @@ class Refiner:
     def _register(
         self, g: GroundImage, places: list[tuple[float, float, float]], heading_sigma: float
     ) -> list[tuple[float, float, Registration]]:
-        gsd = self.imagery.gsd_m
+        gsd = self.gsd
         span = min(15.0, max(2.0, 2.0 * heading_sigma + 2.0))
         rc = RegistrationConfig(method=self.cfg.method, rotation_range_deg=span, rotation_step_deg=min(2.0, span))
         half = (g.image.shape[0] // 2) * gsd
         out = []
         for e, n, radius in places:
-            win, valid = self.imagery.window(e + g.centre_en[0], n + g.centre_en[1], half + radius)
+            win, valid = self.window(e + g.centre_en[0], n + g.centre_en[1], half + radius)
             if valid.mean() < self.cfg.min_valid:
                 continue
             r = register(g.image, win, gsd, gsd, g.mask, valid, pivot_m=(-g.centre_en[0], -g.centre_en[1]), config=rc)

@@ -358,10 +358,59 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def side_by_side(ground: np.ndarray, mask: np.ndarray, window: np.ndarray, r: Any, label: str) -> np.ndarray:
+    """[ground image | map window with the registered footprint | the two blended where registered], 3x up."""
+    s, w = ground.shape[0], window.shape[0]
+    c = (w - 1) / 2.0 + np.array([r.east_m, -r.north_m]) / GSD  # where the ground image's centre landed (px)
+    a = math.radians(-r.rotation_deg)
+    m = cv2.getRotationMatrix2D(((s - 1) / 2.0, (s - 1) / 2.0), math.degrees(a), 1.0)
+    m[:, 2] += c - (s - 1) / 2.0
+    placed = cv2.warpAffine(ground, m, (w, w))
+    placed_mask = cv2.warpAffine(mask, m, (w, w), flags=cv2.INTER_NEAREST) > 0
+    blend = window.copy()
+    blend[placed_mask] = (0.5 * window[placed_mask] + 0.5 * placed[placed_mask]).astype(np.uint8)
+    framed = window.copy()
+    cv2.circle(framed, (round(c[0]), round(c[1])), s // 2, (255, 40, 40), 1)
+    pad = np.zeros((w, w, 3), np.uint8)
+    o = (w - s) // 2
+    pad[o : o + s, o : o + s] = ground
+    row = np.concatenate([pad, np.full((w, 4, 3), 255, np.uint8), framed, np.full((w, 4, 3), 255, np.uint8), blend], 1)
+    row = cv2.resize(row, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST)
+    cv2.putText(row, label, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
+    return row
+
+
+def pictures(town: Town, shots: dict[str, list[Shot]], out_dir: Path) -> list[Path]:
+    """One car and one UAV frame, 10 / 20 m and 5 degrees off, registered (dense), as PNGs."""
+    from edge_geoloc.localize.registration import RegistrationConfig, register
+
+    paths = []
+    for vehicle, make in (("car", car_ground), ("uav", uav_ground)):
+        shot = shots[vehicle][0]
+        initial, heading = REFERENCE[vehicle]
+        off = initial * np.array([0.6, 0.8])
+        ground, mask, pivot = make(town, shot, Nuisance(season=True), (shot.heading - heading) % 360.0)
+        centre = np.array([shot.east, shot.north]) - off - np.asarray(pivot)
+        window = town.window(float(centre[0]), float(centre[1]), ground.shape[0] // 2 + round((initial + 8) / GSD))
+        cfg = RegistrationConfig(rotation_range_deg=heading + 4.0)
+        r = register(ground, window, GSD, GSD, ground_mask=mask, pivot_m=pivot, config=cfg)
+        err = math.hypot(r.east_m - off[0], r.north_m - off[1])
+        label = (
+            f"{vehicle}: {initial:g} m / {heading:g} deg off -> error {err:.2f} m, "
+            f"{abs(r.rotation_deg - heading):.2f} deg, NCC {r.quality:.2f}"
+        )
+        img = side_by_side(ground, mask, window, r, label)
+        path = out_dir / f"refine_{vehicle}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        paths.append(path)
+    return paths
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a small town, 3 frames a cell, the dense method")
     parser.add_argument("--frames", type=int, default=None, help="frames per cell (default 20; quick 3)")
+    parser.add_argument("--pictures", action="store_true", help="write refine_car.png / refine_uav.png and stop")
     parser.add_argument("--vehicle", choices=("car", "uav", "both"), default="both")
     parser.add_argument("--json", type=Path, default=None, help=f"default {RESULTS.relative_to(ROOT)}")
     args = parser.parse_args()
@@ -370,6 +419,9 @@ def main() -> None:
     n = args.frames or (3 if args.quick else 20)
     town = Town(args.quick)
     shots = {"car": car_shots(town, n, 1), "uav": uav_shots(town, n, 2)}
+    if args.pictures:
+        print("\n".join(str(p) for p in pictures(town, shots, RESULTS.parent)))
+        return
     shots = shots if args.vehicle == "both" else {args.vehicle: shots[args.vehicle]}
     methods = ("dense",) if args.quick else ("dense", "features")
     rows = run_cells(town, shots, methods, args.quick)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -177,6 +178,17 @@ class RegistrationConfig:
         return np.arange(-n, n + 1) * self.rotation_step_deg
 
 
+class _Pair(NamedTuple):
+    """What one registration reads: the ground image, the map window, the GSD, their masks and the pivot."""
+
+    ground: np.ndarray
+    window: np.ndarray
+    gsd: float
+    ground_mask: np.ndarray | None
+    window_mask: np.ndarray | None
+    pivot: np.ndarray
+
+
 def register(
     ground: np.ndarray,
     window: np.ndarray,
@@ -194,9 +206,8 @@ def register(
     cfg = config or RegistrationConfig()
     ground, window = np.asarray(ground), np.asarray(window)
     _check(ground, window, gsd_m, window_gsd_m)
-    if cfg.method == "features":
-        return _register_features(ground, window, gsd_m, ground_mask, window_mask, np.asarray(pivot_m, float), cfg)
-    return _register_dense(ground, window, gsd_m, ground_mask, window_mask, np.asarray(pivot_m, float), cfg)
+    pair = _Pair(ground, window, gsd_m, ground_mask, window_mask, np.asarray(pivot_m, float))
+    return (_register_features if cfg.method == "features" else _register_dense)(pair, cfg)
 
 
 def _dense_maps(
@@ -232,17 +243,10 @@ def _fields(img: np.ndarray, mask: np.ndarray | None, factor: int) -> tuple[np.n
     return edge_field(small, small_mask, smooth_px=0.7)
 
 
-def _register_dense(
-    ground: np.ndarray,
-    window: np.ndarray,
-    gsd: float,
-    ground_mask: np.ndarray | None,
-    window_mask: np.ndarray | None,
-    pivot: np.ndarray,
-    cfg: RegistrationConfig,
-) -> Registration:
+def _register_dense(p: _Pair, cfg: RegistrationConfig) -> Registration:
     """Coarse to fine: every rotation over the whole window at ``coarse_factor`` (when the search is wide),
     then the best rotation and its neighbours at full resolution in a few pixels around the coarse peak."""
+    ground, window, gsd, ground_mask, window_mask, pivot = p
     half_m = window.shape[0] * gsd / 2.0
     tf, tm = edge_field(ground, ground_mask)
     energy = np.hypot(tf[..., 0], tf[..., 1])[tm > 0]
@@ -326,15 +330,9 @@ def _clahe(img: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return cv2.createCLAHE(clipLimit=3.0, tileGridSize=(4, 4)).apply(g8)
 
 
-def _register_features(
-    ground: np.ndarray,
-    window: np.ndarray,
-    gsd: float,
-    ground_mask: np.ndarray | None,
-    window_mask: np.ndarray | None,
-    pivot: np.ndarray,
-    cfg: RegistrationConfig,
-) -> Registration:
+def _register_features(p: _Pair, cfg: RegistrationConfig) -> Registration:
+    """SIFT matches, ratio-tested, and a RANSAC similarity whose scale must be near 1 (the GSD is known)."""
+    ground, window, gsd, ground_mask, window_mask, pivot = p
     half_m = window.shape[0] * gsd / 2.0
     sift = cv2.SIFT_create(contrastThreshold=0.02)
     tm = _valid(ground_mask, ground.shape[:2], 3)

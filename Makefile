@@ -9,6 +9,9 @@ STAMP := $(VENV)/.installed
 # site-packages would import as an empty namespace package). .ci/trt_stubs.py makes the generated stubs parse.
 TYPESTUBS := $(VENV)/typestubs
 TRT_STUBS ?= tensorrt-stubs==10.13.0.35.1
+# NVIDIA's cuda-python runtime (cuda-bindings; it imports without a GPU), outside site-packages: .ci/cuda_stubs.py
+# writes its stub into TYPESTUBS for the cuda-python adapter's type-check.
+CUDA_BINDINGS ?= cuda-bindings==13.5.0 cuda-pathfinder==1.9.1
 DEMO_OUT ?= out/demo
 QUICK_DIR ?= $(shell mktemp -d -t edge-geoloc-bench-XXXX 2>/dev/null || echo /tmp/edge-geoloc-bench)
 export OMP_WAIT_POLICY ?= PASSIVE
@@ -24,6 +27,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[workstation,pretrained,dev,bench,mavlink]'
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --upgrade --target $(TYPESTUBS) $(TRT_STUBS)
 	$(PY) .ci/trt_stubs.py $(TYPESTUBS)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --upgrade --target $(VENV)/cuda-bindings $(CUDA_BINDINGS)
+	PYTHONPATH=$(VENV)/cuda-bindings $(PY) .ci/cuda_stubs.py $(TYPESTUBS)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -34,8 +39,8 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check edge_geoloc tests benchmarks
 
-# The TensorRT encoder and engine build, type-checked against tensorrt-stubs (tests/test_tensorrt_types.py
-# shows a misspelt or removed TensorRT call fails it).
+# The TensorRT encoder and engine build, type-checked against tensorrt-stubs, and the cuda-python adapter against
+# cuda-bindings (tests/test_tensorrt_types.py shows a misspelt or removed call fails it).
 typecheck: $(STAMP)
 	MYPYPATH=$(TYPESTUBS) $(PY) -m mypy --config-file .ci/mypy-tensorrt.ini
 

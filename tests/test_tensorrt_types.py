@@ -72,3 +72,27 @@ def test_the_stubs_do_not_shadow_a_missing_tensorrt():
     probe = subprocess.run([sys.executable, "-c", "import tensorrt; print(tensorrt.__file__)"], capture_output=True)
     has_real = probe.returncode == 0 and probe.stdout.strip() not in (b"", b"None")
     assert probe.returncode != 0 or has_real, "an empty 'tensorrt' namespace package is importable"
+
+
+def test_the_cuda_python_adapter_passes_and_misspelt_calls_or_members_fail(tmp_path):
+    """runtime/cuda.py against the stub .ci/cuda_stubs.py writes from NVIDIA's cuda-bindings (its own names,
+    enum members and embedded signatures): the real adapter passes; each broken copy fails, naming the call."""
+    if not (STUBS / "cuda" / "bindings" / "runtime.pyi").exists():
+        pytest.skip(f"no cuda-bindings stub in {STUBS} (make install writes it)")
+    cases = [
+        ("cuda.py", "rt.cudaMemcpyAsync(int(dst)", "rt.cudaMemcpyAsyn(int(dst)", "cudaMemcpyAsyn"),  # misspelt
+        (
+            "cuda.py",
+            "cudaMemcpyKind.cudaMemcpyHostToDevice",
+            "cudaMemcpyKind.cudaMemcpyHostToDev",
+            "cudaMemcpyHostToDev",
+        ),
+        ("cuda.py", "rt.cudaStreamSynchronize(stream)", "rt.cudaStreamSynchronize(stream, 0)", "cudaStreamSynchronize"),
+        ("cuda.py", "rt.cudaMallocHost(nbytes)", "rt.cudaHostAlloc(nbytes)", "cudaHostAlloc"),  # takes (size, flags)
+    ]
+    copies = [broken_copy(tmp_path, module, old, new, i) for i, (module, old, new, _) in enumerate(cases)]
+    broken = mypy(*copies)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    for copy, (_, _, _, name) in zip(copies, cases):
+        errors = [line for line in broken.stdout.splitlines() if line.startswith(str(copy)) and "error" in line]
+        assert any(name in line for line in errors), f"{copy.name}: {name} not flagged:\n{broken.stdout}"

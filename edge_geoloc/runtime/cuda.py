@@ -12,7 +12,7 @@ from __future__ import annotations
 import ctypes
 import importlib
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -86,10 +86,14 @@ class CudaPythonAdapter:
     name = "cuda-python"
 
     def __init__(self, importer: Callable[[str], Any] = importlib.import_module) -> None:
-        try:
-            self.rt = importer("cuda.bindings.runtime")
-        except ImportError:
-            self.rt = importer("cuda.cudart")
+        if TYPE_CHECKING:  # the checker sees NVIDIA's module (a stub made from it: .ci/cuda_stubs.py)
+            from cuda.bindings import runtime as rt
+        else:
+            try:
+                rt = importer("cuda.bindings.runtime")
+            except ImportError:
+                rt = importer("cuda.cudart")
+        self.rt = rt
         self._host: list[int] = []
         self._device: list[int] = []
 
@@ -116,7 +120,7 @@ class CudaPythonAdapter:
         ptr = int(self._call(self.rt.cudaMallocHost(nbytes)))
         self._host.append(ptr)
         raw = (ctypes.c_byte * nbytes).from_address(ptr)
-        return np.frombuffer(raw, dtype=dtype).reshape(shape)
+        return np.frombuffer(memoryview(raw), dtype=dtype).reshape(shape)  # the pinned bytes, writable
 
     def device_alloc(self, nbytes: int) -> Any:
         ptr = int(self._call(self.rt.cudaMalloc(nbytes)))

@@ -2,7 +2,7 @@
 recorder of what the companion sends back (workstation wing; pymavlink writes every message).
 
 :class:`AutopilotPlan` is what a flight controller would stream, on the flight's clock: ``ATTITUDE``
-(50 Hz: the scenario's attitude model at that rate, the gyro's yaw rate from its odometry),
+(the scenario's attitude log, 50 Hz, with the gyro's yaw rate from its odometry),
 ``GLOBAL_POSITION_INT`` (10 Hz, height above home from the attitude model's barometer), ``VFR_HUD``
 (at the odometry's own samples: airspeed = the drive's ground speed from airspeed, off by the wind),
 ``GPS_RAW_INT`` (5 Hz, repeating the receiver's epochs, fix type 1 in the outage), ``HEARTBEAT`` and
@@ -22,14 +22,14 @@ import json
 import math
 import multiprocessing as mp
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-ATTITUDE_HZ, POSITION_HZ, GPS_HZ = 50.0, 10.0, 5.0
+POSITION_HZ, GPS_HZ = 10.0, 5.0
 RECORDED = ("GPS_INPUT", "ODOMETRY", "VISION_POSITION_ESTIMATE")
 
 
@@ -63,9 +63,10 @@ class AutopilotPlan:
 
     @classmethod
     def from_scenario(cls, sc: Any, boot_at_start_s: float = 60.0) -> AutopilotPlan:
-        """The plan of a :class:`~edge_geoloc.sim.flight.UavScenario` (its attitude model at 50 Hz, its GNSS
-        and odometry as they are: the CSV-driven demo's very samples)."""
-        att = replace(sc.attitude_model, rate_hz=ATTITUDE_HZ).simulate(sc.trajectory, sc.crs)
+        """The plan of a :class:`~edge_geoloc.sim.flight.UavScenario`: its attitude log, GNSS and odometry as
+        they are, the CSV-driven demo's very samples (the attitude model streams at 50 Hz, as an autopilot
+        sends ATTITUDE)."""
+        att = sc.attitude()
         odo, gps = sc.odometry, sc.gps
         held = np.clip(np.searchsorted(odo.t, att.t, side="right") - 1, 0, len(odo.t) - 1)
         home_lat, home_lon = sc.crs.to_latlon(float(sc.trajectory.east[0]), float(sc.trajectory.north[0]))
@@ -104,10 +105,9 @@ class AutopilotPlan:
         items += [(float(t), "GPS_GLOBAL_ORIGIN", 0) for t in np.arange(-lead_s, end + 1e-9, 5.0)]
         items += [(float(t), "ATTITUDE", i) for i, t in enumerate(self.att_t)]
         pos_t = np.arange(min(0.0, float(self.att_t[0])), end + 1e-9, 1.0 / POSITION_HZ)  # with the attitude
-        items += [
-            (float(t), "GLOBAL_POSITION_INT", int(min(np.searchsorted(self.att_t, t), len(self.att_t) - 1)))
-            for t in pos_t
-        ]
+        # Each carries the height of the attitude sample sent at the same time (1 us: the grids' rounding).
+        at = np.minimum(np.searchsorted(self.att_t, pos_t - 1e-6), len(self.att_t) - 1)
+        items += [(float(t), "GLOBAL_POSITION_INT", int(i)) for t, i in zip(pos_t, at)]
         items += [(float(t), "VFR_HUD", i) for i, t in enumerate(self.odo_t)]
         gps_send = np.arange(0.0, end + 1e-9, 1.0 / GPS_HZ)
         latest = np.searchsorted(self.gps_t, gps_send + 1e-9, side="right") - 1
@@ -117,11 +117,11 @@ class AutopilotPlan:
             "SYSTEM_TIME": 1,
             "GPS_GLOBAL_ORIGIN": 2,
             "GPS_RAW_INT": 3,
-            "GLOBAL_POSITION_INT": 4,
-            "VFR_HUD": 5,
-            "ATTITUDE": 6,
+            "GLOBAL_POSITION_INT": 4,  # the height first, then the attitude sample that carries it
+            "ATTITUDE": 5,
+            "VFR_HUD": 6,  # after the attitude of its tick: the companion stamps a speed report with it
         }
-        return sorted(items, key=lambda x: (x[0], order[x[1]]))
+        return sorted(items, key=lambda x: (round(x[0], 6), order[x[1]]))  # one tick: the same microsecond
 
     def encode(self, mav: Any, kind: str, i: int, flight_t: float) -> Any:
         """The pymavlink message ``kind`` for sample ``i`` (sent at ``flight_t``)."""

@@ -35,14 +35,22 @@ DEMO_UAV_CAMERA = UavCamera.load(DEMO_UAV_CAMERA_FILE)
 
 @dataclass(frozen=True)
 class AttitudeModel:
-    """The autopilot's attitude and height estimates: noise, a yaw bias (a badly calibrated magnetometer)."""
+    """The autopilot's attitude and height estimates: noise, a yaw bias (a badly calibrated magnetometer).
+
+    The errors are slow, as an attitude estimator's are (gyro bias, levelling, barometer drift): each is a
+    first-order Gauss-Markov process with the given sigma and correlation time ``noise_tau_s`` (0: white
+    noise). Slow errors make what a frame sees independent of which 50 Hz sample it lands on: over a live link
+    a millisecond of clock offset picks the neighbouring sample, and white noise would make that a fresh draw.
+    ``rate_hz`` is the stream's rate (an autopilot sends ATTITUDE at 50 Hz; the simulated autopilot streams
+    this very log)."""
 
     roll_pitch_sigma_deg: float = 0.3
     yaw_sigma_deg: float = 1.0
     yaw_bias_deg: float = 0.0
     height_sigma_m: float = 0.7  # barometer / rangefinder noise
     height_bias_m: float = 0.0
-    rate_hz: float = 20.0
+    rate_hz: float = 50.0
+    noise_tau_s: float = 2.0
     yaw: bool = True  # False: the autopilot gives no yaw at all
     seed: int = 0
 
@@ -52,15 +60,33 @@ class AttitudeModel:
         t = np.arange(traj.t[0], traj.t[-1] + 1e-9, 1.0 / self.rate_hz)
         tr = traj.resample(t)
         n = len(t)
-        yaw = tr.true_heading(crs) + self.yaw_bias_deg + rng.normal(0, self.yaw_sigma_deg, n)
+
+        def noise(sigma: float) -> np.ndarray:
+            return gauss_markov(rng, n, sigma, 1.0 / self.rate_hz, self.noise_tau_s)
+
+        yaw = tr.true_heading(crs) + self.yaw_bias_deg + noise(self.yaw_sigma_deg)
         return AttitudeLog(
             t,
-            tr.roll_deg + rng.normal(0, self.roll_pitch_sigma_deg, n),
-            tr.pitch_deg + rng.normal(0, self.roll_pitch_sigma_deg, n),
+            tr.roll_deg + noise(self.roll_pitch_sigma_deg),
+            tr.pitch_deg + noise(self.roll_pitch_sigma_deg),
             np.mod(yaw, 360.0) if self.yaw else np.full(n, np.nan),
-            tr.altitude_m + self.height_bias_m + rng.normal(0, self.height_sigma_m, n),
+            tr.altitude_m + self.height_bias_m + noise(self.height_sigma_m),
             "simulated autopilot",
         )
+
+
+def gauss_markov(rng: np.random.Generator, n: int, sigma: float, dt: float, tau_s: float) -> np.ndarray:
+    """``n`` samples ``dt`` apart of a stationary first-order Gauss-Markov process (standard deviation ``sigma``,
+    correlation time ``tau_s``; 0: white noise): x[k] = a x[k-1] + sqrt(1 - a^2) sigma w[k], a = exp(-dt/tau)."""
+    w = rng.normal(0.0, sigma, n)
+    if tau_s <= 0:
+        return w
+    a = float(np.exp(-dt / tau_s))
+    b = float(np.sqrt(1.0 - a * a))
+    x = w.copy()  # x[0] = w[0]: the stationary distribution from the start
+    for k in range(1, n):
+        x[k] = a * x[k - 1] + b * w[k]
+    return x
 
 
 class UavSource(SyntheticSource):

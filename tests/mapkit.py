@@ -20,6 +20,11 @@ CENTER = (47.0, 16.3)  # 1.3 degrees east of UTM 33's central meridian: about 0.
 ENCODER_SHA = "ab" * 32
 
 
+def files_of(path: Path) -> dict[str, bytes]:
+    """Every file of a bundle by relative path: two builds are the same when these are equal."""
+    return {str(f.relative_to(path)): f.read_bytes() for f in sorted(path.rglob("*")) if f.is_file()}
+
+
 def descriptor_field(tiling: Tiling, dim: int = 16, seed: int = 0, noise: float = 0.35) -> np.ndarray:
     """Unit descriptors that vary smoothly over the map plus per-tile noise: neighbours look alike, as real ones do."""
     rng = np.random.default_rng(seed)

@@ -7,10 +7,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from mapkit import write_geotiff, write_region
+from mapkit import files_of, write_geotiff, write_region
 
 from edge_geoloc.cli import main
 from edge_geoloc.mapbuild import build as mapbuild
@@ -19,10 +18,6 @@ from edge_geoloc.mapbuild.parallel import pending_tasks, shares, tasks
 from edge_geoloc.maps.bundle import ORTHO, Bundle, BundleError
 
 OPTS = {"shard_m": 96.0, "batch": 4}
-
-
-def files_of(path: Path) -> dict[str, bytes]:
-    return {str(f.relative_to(path)): f.read_bytes() for f in sorted(path.rglob("*")) if f.is_file()}
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from mapkit import (
     CRS,
     descriptor_field,
     descriptor_map,
+    files_of,
     pattern,
     small_tiling,
     write_geotiff,
@@ -361,10 +362,6 @@ def test_region_imagery_section_is_validated(tmp_path):
     with pytest.raises(SourceError, match="no such imagery file"):
         region_file = write_region(tmp_path / "d.yaml", "kind: geotiff\npath: none.tif", 400)
         open_imagery(Region.load(region_file), region_file)
-
-
-def files_of(path: Path) -> dict[str, bytes]:
-    return {str(f.relative_to(path)): f.read_bytes() for f in sorted(path.rglob("*")) if f.is_file()}
 
 
 def test_interrupted_build_resumes_to_identical_bytes(small_model, tmp_path):

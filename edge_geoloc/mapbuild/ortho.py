@@ -21,12 +21,16 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edge_geoloc.geo import MapCRS, Tiling
 from edge_geoloc.maps.bundle import OrthoInfo
 from edge_geoloc.maps.ortho import ORTHO, ORTHO_HASHES, MapOrtho
+
+if TYPE_CHECKING:
+    from edge_geoloc.mapbuild.imagery import TileSource
 
 GSD_RANGE = (0.25, 0.5)  # metres per pixel: fine enough for metre-level registration, a city in a few GB
 TILE_PX = 256
@@ -84,7 +88,7 @@ def chunk_paths(work: Path, level: int, chunk: int) -> tuple[Path, Path]:
     return stem.with_suffix(".bin"), stem.with_suffix(".len.npy")
 
 
-def render_block(source: object, east0: float, north0: float, rows: int, cols: int, gsd_m: float) -> np.ndarray:
+def render_block(source: TileSource, east0: float, north0: float, rows: int, cols: int, gsd_m: float) -> np.ndarray:
     """RGBA (rows, cols, 4) of the grid-north-up block whose top-left pixel corner is (east0, north0).
 
     Covered by squares of the shorter side (the sources render squares), the last one shifted back
@@ -96,7 +100,7 @@ def render_block(source: object, east0: float, north0: float, rows: int, cols: i
     rr, cc = rr.ravel(), cc.ravel()
     east = east0 + (cc + s / 2) * gsd_m
     north = north0 - (rr + s / 2) * gsd_m
-    rgb, valid = source.render_masked(east, north, s, gsd_m, true_north=False)  # type: ignore[attr-defined]
+    rgb, valid = source.render_masked(east, north, s, gsd_m, true_north=False)
     out = np.empty((rows, cols, 4), dtype=np.uint8)
     for k, (r, c) in enumerate(zip(rr, cc)):
         out[r : r + s, c : c + s, :3] = rgb[k]
@@ -104,7 +108,7 @@ def render_block(source: object, east0: float, north0: float, rows: int, cols: i
     return out
 
 
-def encode_chunk(source: object, info: OrthoInfo, work: Path, level: int, chunk: int) -> int:
+def encode_chunk(source: TileSource, info: OrthoInfo, work: Path, level: int, chunk: int) -> int:
     """Render and compress one chunk's tiles into ``work/ortho`` (idempotent); returns its tile count."""
     import imagecodecs
 

@@ -344,7 +344,7 @@ def _hnsw_info(dim: int, hnsw_dim: int | None, M: int, ef_construction: int, ef_
     h = dim if not hnsw_dim else int(hnsw_dim)
     if not 1 <= h <= dim:
         raise ValueError(f"hnsw dim must be in [1, {dim}] (the descriptor dim), got {hnsw_dim}")
-    return HnswInfo(dim=h, M=M, ef_construction=ef_construction, ef_search=ef_search)
+    return HnswInfo(dim=h, M=M, ef_construction=ef_construction, ef_search=ef_search, lifted=h < dim)
 
 
 def plan_from_descriptors(
@@ -573,34 +573,15 @@ def _encode_shard(
     return mm, backend
 
 
-def pca_basis(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, basis (D, dim)) of the principal axes of ``x``, signs fixed so that results are reproducible."""
-    x = np.asarray(x, dtype=np.float64)
-    mean = x.mean(axis=0)
-    c = x - mean
-    cov = c.T @ c
-    vals, vecs = np.linalg.eigh(cov)
-    basis = vecs[:, np.argsort(-vals, kind="stable")[:dim]]
-    sign = np.sign(basis[np.argmax(np.abs(basis), axis=0), np.arange(dim)])
-    return mean.astype(np.float32), (basis * sign).astype(np.float32)
-
-
 def _index_shard(plan: BuildPlan, desc16: np.ndarray, start: int, sdir: Path) -> dict[str, Any]:
-    """Build and save the shard's hnswlib index (one thread, fixed seed: reproducible bytes)."""
-    import hnswlib
+    """Build and save the shard's hnswlib index (:func:`edge_geoloc.maps.graph.build_graph`: reproducible bytes)."""
+    from edge_geoloc.maps.graph import build_graph
 
-    h = plan.hnsw
-    x = desc16.astype(np.float32)
     info: dict[str, Any] = {"descriptors_sha256": sha256_bytes(desc16), "proj_sha256": ""}
-    if h.dim < x.shape[1]:
-        mean, basis = pca_basis(x, h.dim)
-        proj = np.concatenate([mean[:, None], basis], axis=1)
+    index, proj = build_graph(desc16, plan.hnsw, start)
+    if proj is not None:
         _atomic_save(sdir / "proj.npy", proj)
         info["proj_sha256"] = sha256_file(sdir / "proj.npy")
-        x = (x - mean) @ basis
-    index = hnswlib.Index(space=h.space, dim=h.dim)
-    index.init_index(max_elements=len(x), M=h.M, ef_construction=h.ef_construction, random_seed=h.seed)
-    index.add_items(np.ascontiguousarray(x), start + np.arange(len(x), dtype=np.int64), num_threads=1)
     tmp = sdir / ".index.hnsw.tmp"
     index.save_index(str(tmp))
     os.replace(tmp, sdir / "index.hnsw")

@@ -34,6 +34,7 @@ import yaml
 
 from edge_geoloc.config import ConfigError, check, from_mapping, read_yaml, to_mapping
 from edge_geoloc.geo import MapCRS, Tiling
+from edge_geoloc.maps.graph import graph_dim
 from edge_geoloc.maps.layout import ShardGrid
 from edge_geoloc.runtime.card import sha256_of as sha256_file  # one file hasher for graphs and maps
 
@@ -165,6 +166,7 @@ class HnswInfo:
     ef_search: int = field(default=32, metadata=check(lambda v: v >= 1, "a positive ef"))
     seed: int = 100
     space: Literal["ip"] = "ip"
+    lifted: bool = False  # a projected graph with one more coordinate: every vector on a sphere (maps/graph.py)
 
 
 @dataclass(frozen=True)
@@ -415,7 +417,7 @@ class Bundle:
 
         self.verify_shard(pos)
         s = self.shards[pos]
-        index = hnswlib.Index(space=self.manifest.hnsw.space, dim=self.manifest.hnsw.dim)
+        index = hnswlib.Index(space=self.manifest.hnsw.space, dim=graph_dim(self.manifest.hnsw))
         try:
             index.load_index(str(self.path / shard_file(s["id"])), max_elements=int(s["count"]))
         except RuntimeError as err:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from edge_geoloc.maps.bundle import DESCRIPTORS, TILES, Bundle, BundleError, check_encoder
+from edge_geoloc.maps.graph import graph_queries
 from edge_geoloc.maps.memory import advise_random, evict
 from edge_geoloc.maps.search import _LRU, CostModel, SearchResult, _Part, _Stats
 
@@ -73,6 +74,7 @@ class MapIndex:
         self.crs = bundle.crs
         self.dim = bundle.dim
         self.hdim = self.manifest.hnsw.dim
+        self.lifted = self.manifest.hnsw.lifted
         self.ef_search = ef_search or self.manifest.hnsw.ef_search
         self.cost = cost or CostModel()
         # Graph candidates re-scored per shard: k when the graph holds the descriptors themselves, more
@@ -291,7 +293,7 @@ class MapIndex:
         """Per query: the shard graph's ``k`` nearest rows and the approximate score of the last."""
         index, proj = self._index(p.pos)
         index.set_ef(max(self.ef_search, k))
-        labels, dist = index.knn_query(q if proj is None else q @ proj[1], k=k)
+        labels, dist = index.knn_query(graph_queries(q, None if proj is None else proj[1], self.lifted), k=k)
         worst = 1.0 - dist[:, -1]
         if proj is not None:  # the graph ranks q . (x - mean): add q . mean back
             worst = worst + q @ proj[0]

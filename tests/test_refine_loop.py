@@ -130,7 +130,7 @@ def opened():
     return open_models(export, drone_map(export), threads=1, branch="drone")[:2]
 
 
-def flight(opened, imagery, refine: RefineConfig | None = None):
+def flight(opened, imagery, refine: RefineConfig | None = None, budget_ms: float | None = None):
     t = tiling()
     ids = t.tile_id(np.full(t.n_cols, 2), np.arange(t.n_cols))
     east, north = t.centre(ids)
@@ -141,12 +141,14 @@ def flight(opened, imagery, refine: RefineConfig | None = None):
         for i, (e, n) in enumerate(zip(east, north))
     ]
     cfg = LoopConfig(
-        budget_ms=None,
+        budget_ms=budget_ms,
         temperature=1e-4,
         trust_uncalibrated=True,
         refine=refine or RefineConfig(trust_uncalibrated=True),
     )
     loc = Localizer(*opened, CAMERA, cfg, imagery=imagery)
+    if budget_ms is not None:  # registration known to cost more than the whole budget: it never fits
+        loc.costs.note("register", 10 * budget_ms)
     odo = Odometry(np.arange(0, 6.01, 0.1), np.full(61, 32.0), np.zeros(61))  # 32 m/s east
     fixes = []
     run_loop(
@@ -191,3 +193,10 @@ def test_a_map_without_imagery_turns_refinement_off_and_says_so_once(opened, cap
     said = [r for r in caplog.records if "no imagery layer" in r.getMessage()]
     assert len(said) <= 1  # once per process (an earlier test may already have said it)
     assert a.summary()["refine"] == {"on": False} and b.summary()["refine"] == {"on": False}
+
+
+def test_registration_that_does_not_fit_the_budget_is_dropped_not_queued(opened):
+    frames, fixes, loc = flight(opened, WorldImagery(world()), budget_ms=5000.0)
+    assert all("register" in x.skipped for x in fixes[1:] if x.vision is not None)
+    assert not any("register" in x.stages_ms for x in fixes)
+    assert loc.summary()["refine"]["skipped_budget"] >= len(frames) - 1

@@ -63,7 +63,13 @@ def attitude(n: int, yaw: float | None, height: float = HEIGHT, t0: float = 0.0,
 
 def run(opened, frames, att, camera=CAMERA, odometry=True, **uav):
     encoder, index = opened
-    loc = Localizer(encoder, index, camera, LoopConfig(budget_ms=None, temperature=1e-4, trust_uncalibrated=True), stage_config=UavConfig(**uav))
+    loc = Localizer(
+        encoder,
+        index,
+        camera,
+        LoopConfig(budget_ms=None, temperature=1e-4, trust_uncalibrated=True),
+        stage_config=UavConfig(**uav),
+    )
     odo = Odometry(np.arange(0, 6.01, 0.1), np.full(61, 32.0), np.zeros(61)) if odometry else None  # 32 m/s east
     fixes = []
     summary = run_loop(loc, Capture(ListSource(frames)), None, odo, on_fix=lambda f, x: fixes.append(x), attitude=att)
@@ -159,8 +165,10 @@ def test_attitude_csv_errors_name_the_line(tmp_path):
     assert AttitudeLog.from_csv(bad).poll(1.0)[0].yaw_deg is None  # an empty yaw: none
 
 
-def test_uav_demo_writes_the_report_and_plots(model, tmp_path):
-    """`edge-geoloc demo --vehicle uav` end to end on a small town with the small export's drone branch."""
+@pytest.mark.parametrize("log", [None, "bin"])
+def test_uav_demo_writes_the_report_and_plots(model, tmp_path, log):
+    """`edge-geoloc demo --vehicle uav [--log bin]` end to end on a small town with the small export's drone
+    branch; replayed from the flight's DataFlash log, the report sets it beside the simulated logs' run."""
     from edge_geoloc.sim.demo import DemoOptions
     from edge_geoloc.sim.scenario import Trip
     from edge_geoloc.sim.uav_demo import UavFlight, run_uav_demo
@@ -175,7 +183,7 @@ def test_uav_demo_writes_the_report_and_plots(model, tmp_path):
         out, model=export, region=region, trip=Trip(0, 30.0, (10.0, 20.0), 0.5), budget_ms=None, workers=1,
         map_cache=tmp_path / "maps", progress=False,
     )  # fmt: skip
-    report = run_uav_demo(options, UavFlight(altitude_m=60.0))
+    report = run_uav_demo(options, UavFlight(altitude_m=60.0, log=log))
     saved = json.loads((out / "report.json").read_text())
     for key in ("frames", "fix_rate", "median_error_m", "p95_error_m", "outage_median_error_m",
                 "odometry_only_outage_median_error_m", "median_heading_error_deg", "fps", "deadline_misses"):  # fmt: skip
@@ -186,4 +194,12 @@ def test_uav_demo_writes_the_report_and_plots(model, tmp_path):
     for png in ("trajectory.png", "error.png"):
         img = cv2.imread(str(out / png))
         assert img is not None and img.shape[0] > 300 and img.std() > 10
-    assert "UAV demo: town, GPS denied for 10 s" in (out / "report.md").read_text()
+    page = (out / "report.md").read_text()
+    assert "UAV demo: town, GPS denied for 10 s" in page
+    if log:
+        assert (out / "flight.bin").is_file() and saved["inputs"] == "flight log (.bin)"
+        assert saved["flight_log"]["kind"] == "ArduPilot DataFlash" and saved["flight_log"]["gnss_no_fix"] > 0
+        assert set(saved["csv_driven"]) == {"outage_median_error_m", "outage_p95_error_m", "fix_rate"}
+        assert "the same frames on the simulated logs" in page and "--log bin" in page
+    else:
+        assert "csv_driven" not in saved and "flight_log" not in saved

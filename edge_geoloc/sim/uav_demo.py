@@ -67,7 +67,7 @@ def run_uav_demo(options: DemoOptions = UAV_DEMO, flight: UavFlight = UavFlight(
     from edge_geoloc.localize.loop import Localizer
     from edge_geoloc.localize.run import open_models
     from edge_geoloc.sim.flight import make_uav_scenario
-    from edge_geoloc.sim.scenario import load_world, render_frames, run_scenario
+    from edge_geoloc.sim.scenario import evaluate, load_world, render_frames, run_scenario
 
     run = prepare_demo(options, UAV_DEMO_MODEL, find_uav_export, "flight")
     world = load_world(run.region_file)
@@ -77,7 +77,10 @@ def run_uav_demo(options: DemoOptions = UAV_DEMO, flight: UavFlight = UavFlight(
     frames = render_frames(sc, workers=options.workers, progress=options.progress)
     t_render = time.perf_counter()
     encoder, index, _ = open_models(run.model_dir, run.map_dir, threads=max(1, options.workers), branch="drone")
-    loc = Localizer(encoder, index, camera, LoopConfig(budget_ms=options.budget_ms), start_utc=sc.gps.start_utc)
+
+    def localizer() -> Localizer:
+        return Localizer(encoder, index, camera, LoopConfig(budget_ms=options.budget_ms), start_utc=sc.gps.start_utc)
+
     meta = {
         "vehicle": "uav",
         **run.meta(
@@ -91,14 +94,21 @@ def run_uav_demo(options: DemoOptions = UAV_DEMO, flight: UavFlight = UavFlight(
         if flight.mavlink:
             from edge_geoloc.sim.autopilot import run_through_mavlink
 
-            return run_through_mavlink(sc, frames, loc, run.out, flight.mavlink_speed, meta, show, writer)
-        events = None
-        if flight.log:
-            from edge_geoloc.sim.flightlogs import replay_log
+            result = run_through_mavlink(sc, frames, localizer(), run.out, flight.mavlink_speed, meta, show, writer)
+        else:
+            events = None
+            if flight.log:
+                from edge_geoloc.sim.flightlogs import replay_log
 
-            events = replay_log(sc, flight.log, run.out)
-            meta["flight_log"] = events.summary
-        return run_scenario(sc, None, None, progress=show, writer=writer, frames=frames, localizer=loc, events=events)
+                events = replay_log(sc, flight.log, run.out)
+                meta["flight_log"] = events.summary
+            result = run_scenario(
+                sc, None, None, progress=show, writer=writer, frames=frames, localizer=localizer(), events=events
+            )
+        if flight.mavlink or flight.log:  # the same frames on the simulated logs, for the report's side by side
+            reference = evaluate(sc, run_scenario(sc, None, None, frames=frames, localizer=localizer()))
+            meta["csv_driven"] = {k: reference[k] for k in ("outage_median_error_m", "outage_p95_error_m", "fix_rate")}
+        return result
 
     return loop_and_report(
         sc,
@@ -159,6 +169,12 @@ def report_markdown(r: dict[str, Any]) -> str:
         ("loop speed", f"{r['fps']} frames/s ({r['loop']['encodes']} patch encodes; budget {r['budget_ms']} ms,"
          f" {r['deadline_misses']} deadline misses)"),
     ]  # fmt: skip
+    if r.get("csv_driven"):
+        c = r["csv_driven"]
+        rows.append((f"position error in the outage, inputs {r['inputs']} / the same frames on the simulated logs"
+                     " (CSV-driven): median / p95",
+                     f"{r['outage_median_error_m']} / {c['outage_median_error_m']} m;"
+                     f" {r['outage_p95_error_m']} / {c['outage_p95_error_m']} m"))  # fmt: skip
     rows += _mavlink_rows(r.get("mavlink"))
     if r.get("flight_log"):
         f = r["flight_log"]

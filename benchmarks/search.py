@@ -601,7 +601,7 @@ def cached_bundle(
 
     key = hashlib.sha256(desc.astype(np.float16).tobytes()).hexdigest()[:12]
     n, dim = desc.shape
-    out = cache / f"map-{n}-{dim}-{key}-h{hdim}-m{m}-efc{EF_CONSTRUCTION}"
+    out = cache / f"map-{n}-{dim}-{key}-h{hdim}{'-lifted' if hdim < dim else ''}-m{m}-efc{EF_CONSTRUCTION}"
     if (out / "manifest.yaml").exists():
         return out, None
     if log:
@@ -704,7 +704,7 @@ def measure_resident(bundle: Path, work: Path, rerank: int) -> dict:
     return {"resident": per, "lru_bytes_per_tile": round(res["lru"] / n, 1)}
 
 
-def memory_rows(args, grids, d0: int, bandwidth: float) -> list[dict]:
+def memory_rows(args: argparse.Namespace, grids: list[np.ndarray], d0: int) -> list[dict]:
     """Per graph variant and re-rank depth: recall@10, p50/p99 beside exact, RSS per tile (see the docstring)."""
     import json
 
@@ -867,6 +867,12 @@ def main() -> None:
                 rows += run_map(tiles, dim, grids, nq, args.seed, work, bandwidth, methods)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    memory = []
+    if args.quick:  # make test: the --memory path too, one projected variant at 20k tiles
+        memory = memory_rows(
+            argparse.Namespace(**{**vars(args), "variants": "32:16", "reranks": "4", "queries": 20}), grids, d0
+        )
+        print("\n" + memory_table(memory))
     result = {
         "benchmark": "search",
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
@@ -881,6 +887,7 @@ def main() -> None:
         "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
         "peak_rss_gb": round(_peak_rss_gb(), 2),
         "rows": rows,
+        **({"memory_rows": memory} if memory else {}),
     }
     print("\n" + table(rows))
     path = Path(args.json) if args.json else RESULTS / ("search.quick.json" if args.quick else "search.json")
@@ -899,7 +906,7 @@ def main() -> None:
 def memory_main(args, grids, d0: int, source: str, t_start: float, load0: list[float]) -> None:
     from _results import write_json, write_markdown
 
-    rows = memory_rows(args, grids, d0, memory_bandwidth_gbs())
+    rows = memory_rows(args, grids, d0)
     notes = [
         f"descriptors: {source}, tiled over the area as described in the module docstring",
         "RSS of a fresh process after opening with a cold page cache; stages are cumulative",

@@ -88,3 +88,29 @@ def test_a_projected_graph_finds_the_exact_tiles_when_re_ranked_deeply_enough(wi
     # graph's own top 10 misses some; 8 x 10 candidates per shard re-scored exactly find nearly all.
     assert agree[8] >= 0.97
     assert agree[8] > agree[1]
+
+
+def test_a_lifted_projected_graph_scores_exactly_the_projections_inner_product():
+    from edge_geoloc.maps.bundle import HnswInfo
+    from edge_geoloc.maps.graph import build_graph, graph_queries
+
+    rng = np.random.default_rng(7)
+    # Clustered unit descriptors (200 centres, tiles scattered around them) in 64 dims, a graph on 12.
+    centres = rng.standard_normal((200, 64))
+    x = centres[rng.integers(200, size=6000)] + 0.4 * rng.standard_normal((6000, 64))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
+    q = x[rng.integers(len(x), size=60)].astype(np.float32) + 0.05 * rng.standard_normal((60, 64)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    index, proj = build_graph(x, HnswInfo(dim=12, M=12, ef_construction=80, lifted=True), first_label=1000)
+    assert proj.shape == (64, 13) and index.get_current_count() == len(x) and index.dim == 13
+    mean, basis = proj[:, 0], proj[:, 1:]
+    index.set_ef(128)
+    labels, dist = index.knn_query(graph_queries(q, basis, lifted=True), k=20)
+    y = (x.astype(np.float32) - mean) @ basis
+    projected = (q @ basis) @ y.T  # what the graph must rank by: q . (x - mean) in the projection
+    # The lifting coordinate changes no score (the query's is 0), and the graph finds the projection's top 20.
+    np.testing.assert_allclose(1.0 - dist, np.take_along_axis(projected, labels - 1000, axis=1), atol=1e-4)
+    best = np.argsort(-projected, axis=1)[:, :20] + 1000
+    assert np.mean([len(np.intersect1d(a, b)) / 20 for a, b in zip(labels, best)]) >= 0.95
+    with pytest.raises(ValueError, match="needs a projection"):
+        build_graph(x, HnswInfo(dim=64, lifted=True), 0)

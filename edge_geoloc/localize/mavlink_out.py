@@ -173,30 +173,22 @@ class MavlinkOutput:
         var = float(fix.sigma_m) ** 2
         return north, east, [var, 0, 0, 0, 0, 0, var, 0, 0, 0, 0, nan, 0, 0, 0, nan, 0, 0, nan, 0, nan]
 
-    def odometry(self, fix: Fix) -> Any | None:
-        """ODOMETRY in the autopilot's local NED frame, or None before its origin is known."""
+    def local_message(self, kind: str, fix: Fix) -> Any | None:
+        """``kind`` (one of :data:`LOCAL_MESSAGES`) for ``fix`` in the autopilot's local NED frame, or None before
+        its origin is known: ODOMETRY (velocity unknown) or VISION_POSITION_ESTIMATE (the older message)."""
         pose = self.local_pose(fix)
         if pose is None:
             return None
         north, east, cov = pose
-        nan = float("nan")
+        nan, usec = float("nan"), int(fix.t * 1e6)
+        mav, m = self.link.conn.mav, self.link.mav
+        if kind == "vision_position_estimate":
+            return mav.vision_position_estimate_encode(usec, north, east, nan, nan, nan, nan, cov, 0)
         velocity = [nan] + [0.0] * 20  # unknown (first element NaN)
-        m = self.link.mav
-        return self.link.conn.mav.odometry_encode(
-            int(fix.t * 1e6), m.MAV_FRAME_LOCAL_NED, m.MAV_FRAME_BODY_FRD, north, east, nan, [nan, nan, nan, nan],
+        return mav.odometry_encode(
+            usec, m.MAV_FRAME_LOCAL_NED, m.MAV_FRAME_BODY_FRD, north, east, nan, [nan, nan, nan, nan],
             nan, nan, nan, nan, nan, nan, cov, velocity, 0, m.MAV_ESTIMATOR_TYPE_VISION, 0,
         )  # fmt: skip
-
-    def vision_position_estimate(self, fix: Fix) -> Any | None:
-        """VISION_POSITION_ESTIMATE (local NED, with covariance), or None before the origin is known."""
-        pose = self.local_pose(fix)
-        if pose is None:
-            return None
-        north, east, cov = pose
-        nan = float("nan")
-        return self.link.conn.mav.vision_position_estimate_encode(
-            int(fix.t * 1e6), north, east, nan, nan, nan, nan, cov, 0
-        )
 
     def send(self, fix: Fix) -> None:
         why_not = self.usable(fix)
@@ -210,7 +202,7 @@ class MavlinkOutput:
             self.counts["gps_input" if why_not is None else f"gps_input_no_fix ({why_not})"] += int(ok)
         for kind in LOCAL_MESSAGES:
             if kind in self.cfg.messages and why_not is None:
-                msg = getattr(self, kind)(fix)
+                msg = self.local_message(kind, fix)
                 if msg is None:
                     self.counts[f"{kind}_no_origin"] += 1
                 elif self.link.send(msg):

@@ -55,8 +55,6 @@ def _demo(args: argparse.Namespace) -> int:
         return 0
     from edge_geoloc.sim.uav_demo import UavFlight, run_uav_demo
 
-    if args.mavlink and args.log:
-        raise SystemExit("edge-geoloc demo: --mavlink or --log, not both (the autopilot's data come from one)")
     run_uav_demo(
         options, UavFlight(args.altitude, mavlink=args.mavlink, mavlink_speed=args.mavlink_speed, log=args.log)
     )
@@ -80,18 +78,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--rate-hz", type=float, default=None, help="camera frames per second (default: car 2, uav 1)")
     d.add_argument("--vehicle", choices=("car", "uav"), default="car", help="a car with a 360 camera, or a drone")
     d.add_argument("--altitude", type=float, default=120.0, help="uav: metres above ground")
-    d.add_argument(
+    autopilot = d.add_mutually_exclusive_group()  # where the UAV's autopilot data come from (default: the logs)
+    autopilot.add_argument(
         "--mavlink",
         action="store_true",
         help="uav: the sensors come from a simulated autopilot over MAVLink (loopback UDP), fixes go back as GPS_INPUT",
     )
+    log_help = "uav: attitude, height and GNSS replayed from the flight written as a PX4 ULog (ulg) or ArduPilot"
+    autopilot.add_argument("--log", choices=("ulg", "bin"), help=log_help + " DataFlash log (bin), as `run --log` reads")
     d.add_argument("--mavlink-speed", type=float, default=4.0, help="uav --mavlink: times real time the flight plays")
-    d.add_argument(
-        "--log",
-        choices=("ulg", "bin"),
-        help="uav: attitude, height and GNSS replayed from the flight written as a PX4 ULog (ulg) or ArduPilot"
-        " DataFlash log (bin), read back as `run --log` reads one",
-    )
     d.add_argument("--seed", type=int, default=0, help="the drive, its sensors and the appearance")
     d.add_argument(
         "--budget-ms", type=float, default=None, help="per-frame budget; 0: none (default: car 100, uav 500)"

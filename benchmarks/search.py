@@ -755,7 +755,14 @@ def memory_rows(args: argparse.Namespace, grids: list[np.ndarray], d0: int) -> l
                             scs,
                         )
                         rec = recall(got, refs[s], K)
-                        per_scope[s] = (rec, t_ours, t_exact)
+                        index.stats.rows_scored = index.stats.fallback_scans = 0
+                        for v, sc in zip(qs, scs):
+                            index.search(v, sc, K)
+                        read = {
+                            "rows_read_per_query": round(index.stats.rows_scored / len(qs), 1),
+                            "fallback_scans": index.stats.fallback_scans,
+                        }
+                        per_scope[s] = (rec, t_ours, t_exact, read)
                     (work / "workload.json").write_text(
                         json.dumps(
                             {
@@ -768,7 +775,7 @@ def memory_rows(args: argparse.Namespace, grids: list[np.ndarray], d0: int) -> l
                     index = None
                     gc.collect()
                     mem = measure_resident(path, work, rr)
-                    for s, (rec, t_ours, t_exact) in per_scope.items():
+                    for s, (rec, t_ours, t_exact, read) in per_scope.items():
                         p50, p50x = float(np.percentile(t_ours[0], 50)), float(np.percentile(t_exact[0], 50))
                         r = row(n, d0, s, f"hnsw {hdim}d M{m} rerank {rr}k", rec, t_ours, disk / n, ef=efs[str(s)])
                         r.update(
@@ -778,7 +785,8 @@ def memory_rows(args: argparse.Namespace, grids: list[np.ndarray], d0: int) -> l
                             exact_p50_ms=round(p50x, 4),
                             ratio_to_exact=round(p50 / p50x, 4),
                             build_s=None if build_s is None else round(build_s, 1),
-                            resident_bytes_per_tile=mem["resident"]["scattered"]["rss"],
+                            resident_bytes_per_tile=mem["resident"]["drive"]["rss"],
+                            **read,
                             **mem,
                         )
                         rows.append(r)

@@ -268,6 +268,7 @@ class MapIndex:
     def _score_rows(self, rows: np.ndarray, q: np.ndarray) -> np.ndarray:
         """Exact scores (n, m) of descriptor rows (sorted) against queries q (m, D)."""
         out = np.empty((len(rows), q.shape[0]), dtype=np.float32)
+        self.stats.rows_scored += len(rows)
         contiguous = len(rows) > 0 and rows[-1] - rows[0] == len(rows) - 1
         for s in range(0, len(rows), CHUNK_ROWS):
             e = min(len(rows), s + CHUNK_ROWS)
@@ -282,6 +283,7 @@ class MapIndex:
         so every strategy ranks the same candidates identically."""
         if len(rows) == 0:
             return np.zeros(0, np.float32)
+        self.stats.rows_scored += len(rows)
         block = (
             _to_f32(self.desc[rows], self._buf[: len(rows)])
             if len(rows) <= CHUNK_ROWS
@@ -451,6 +453,7 @@ class MapIndex:
                     if len(lab) >= min(want, p.n) or worst2 < tau - self.margin:
                         extra = lab[:want]
                 if extra is None:
+                    self.stats.fallback_scans += 1
                     rows_x = p.start + self._disc_rows(p, scope)  # type: ignore[arg-type]
                     sx = self._score_rows(rows_x, q[j : j + 1])[:, 0]
                     extra = rows_x[np.argpartition(-sx, min(2 * k, len(sx)) - 1)[: 2 * k]]

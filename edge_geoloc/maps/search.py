@@ -74,6 +74,8 @@ class _Stats:
     loads: int = 0
     evictions: int = 0
     queries: int = 0
+    rows_scored: int = 0  # descriptor rows read for exact scores (their pages are what a search maps)
+    fallback_scans: int = 0  # cut shards scanned because their filtered graph results ran short
     methods: dict[str, int] = field(default_factory=dict)
 
 

@@ -130,7 +130,7 @@ class TelemetryDecoder:
         self._terrain: tuple[float, float] | None = None
         self._relative: tuple[float, float] | None = None
         self._att_t = -math.inf  # last ATTITUDE (quaternions only fill in without one)
-        self._yaw_rates: list[float] = []
+        self._yaw_rates: list[tuple[float, float]] = []  # (time, deg/s) of each attitude sample
         self._prev_speed: tuple[float, float] | None = None
         self._gps_seen: dict[str, Any] = {}
         self._gps_fix: dict[str, bool] = {}
@@ -170,7 +170,7 @@ class TelemetryDecoder:
         self.last_attitude = a
         self.attitude.push(t, a)
         if math.isfinite(yawspeed):
-            self._yaw_rates.append(math.degrees(yawspeed))
+            self._yaw_rates.append((t, math.degrees(yawspeed)))
 
     def _height(self, t: float, roll: float, pitch: float) -> float | None:
         fresh = self.rangefinder_max_age_s
@@ -205,11 +205,14 @@ class TelemetryDecoder:
     def _on_vfr_hud(self, msg: Any, arrival: float) -> None:
         """An odometry sample per speed report, for the interval since the previous one: that report's speed
         and the gyro's mean yaw rate over the interval, stamped at its start (the filter holds a sample
-        forward, so a rate stamped at the interval's end would lag by one interval)."""
+        forward, so a rate stamped at the interval's end would lag by one interval). VFR_HUD carries no time: it
+        is stamped with the latest attitude sample's, and the interval takes the gyro samples before that time
+        (the one at it opens the next), whichever order the autopilot sends a tick's messages in."""
         speed = float(getattr(msg, self.speed_field))
         last = self.last_attitude
         t = last.t if last is not None and arrival - last.t <= 0.1 else arrival
-        rates, self._yaw_rates = self._yaw_rates, []
+        rates = [r for ts, r in self._yaw_rates if ts < t]
+        self._yaw_rates = [(ts, r) for ts, r in self._yaw_rates if ts >= t]
         prev, self._prev_speed = self._prev_speed, (t, speed) if math.isfinite(speed) else None
         if prev is not None and rates:
             self.odometry.push(prev[0], OdometrySample(prev[0], max(0.0, prev[1]), sum(rates) / len(rates)))

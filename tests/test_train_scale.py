@@ -216,7 +216,7 @@ def test_stage_two_zooms_the_aerial_branch_from_stage_one(data, tmp_path):
     assert stage2.mcfg.keep_ratio == 0.64 and stage2.mcfg.aerial.height == 40  # 32 px / 0.8
     assert torch.equal(stage2.model.street.blocks[0].attn.qkv.weight, stage1.model.street.blocks[0].attn.qkv.weight)
     assert stage2.model.aerial.pos_embed.shape[1] == stage2.model.aerial.n_special + 100  # 10 x 10 patches
-    stage2.run()  # fine-tunes at the zoomed size
+    stage2.run()  # fine-tunes at the zoomed size (the config's 2 epochs of 3 steps)
     tiny = Trainer(config(model="tiny"), data, tmp_path / "t", device="cpu")
     save_checkpoint(tmp_path / "tiny.pt", tiny.state(1, 0, []))
     with pytest.raises(ValueError, match=r"tiny.pt: initial weights are of model config 'tiny', not 'micro'"):
@@ -234,3 +234,23 @@ def test_bf16_autocast_on_cpu_and_fp16_refused(data, tmp_path):
     assert np.isfinite(metrics[0]["loss"])
     with pytest.raises(ValueError, match="precision fp16 needs a CUDA device"):
         Trainer(config(precision="fp16"), data, tmp_path / "fp16", device="cpu")
+
+
+RECIPES = ["transgeo-vigor", "transgeo-vigor-cross", "transgeo-cvusa", "university1652"]
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipes_and_their_second_stages_resolve(name):
+    from edge_geoloc.train.loop import model_config_for
+
+    cfg = TrainConfig.load(name)
+    mcfg = model_config_for(cfg)
+    assert cfg.stage == 1 and mcfg.keep_ratio == 1.0 and cfg.batch_size in (16, 32)
+    if name == "university1652":
+        assert cfg.neighbours == 0 and mcfg.street.height == mcfg.aerial.height == 384
+        return
+    second = TrainConfig.load(f"{name}-stage2")
+    zoomed = model_config_for(second)
+    assert second.stage == 2 and second.init == f"runs/{name}/best.pt" and second.lr == cfg.lr / 10
+    assert zoomed.aerial.height == {320: 400, 256: 320}[mcfg.aerial.height] and zoomed.keep_ratio == 0.64
+    assert zoomed.with_(aerial=mcfg.aerial, keep_ratio=1.0) == mcfg  # the same model, zoomed

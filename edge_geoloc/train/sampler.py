@@ -18,6 +18,7 @@ def neighbour_lists(positions: np.ndarray, k: int, chunk: int = 512) -> np.ndarr
     pos = np.asarray(positions, dtype=np.float64)
     n = len(pos)
     k = min(k, n - 1)
+    chunk = max(1, min(chunk, 2**22 // max(n, 1)))  # rows are independent: at most ~100 MB of distances at once
     out = np.empty((n, k), dtype=np.int64)
     for s in range(0, n, chunk):
         d = np.sum((pos[s : s + chunk, None, :] - pos[None, :, :]) ** 2, axis=-1)

@@ -13,13 +13,11 @@ prefetch on a GPU machine).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -169,17 +167,16 @@ class StreamedBatches(Dataset):
         return self.make(self.pairs, key.idx, rng=rng, rows=key.rows, **self.options)
 
 
-def _quiet_worker(_: int) -> None:
-    """One thread per worker for OpenCV too: the workers are the parallelism."""
-    cv2.setNumThreads(1)
-
-
 def loader_kwargs(workers: int, pin: bool, prefetch: int = 4) -> dict[str, Any]:
-    """DataLoader options: persistent workers and prefetch when there are workers, pinned memory for a GPU."""
+    """DataLoader options: persistent workers and prefetch when there are workers, pinned memory for a GPU.
+
+    Workers are forked (they start at once and share the parent's arrays); they leave OpenCV's thread
+    count alone: ``cv2.setNumThreads`` in a child forked after the parent's OpenCV pool ran deadlocks
+    (in ``pthread_cond_destroy``), while decoding and resizing there are safe."""
     kw: dict[str, Any] = {"num_workers": workers, "pin_memory": pin}
     if workers > 0:
-        kw.update(persistent_workers=True, prefetch_factor=prefetch, worker_init_fn=_quiet_worker)
-        if "fork" in torch.multiprocessing.get_all_start_methods() and os.name == "posix":
+        kw.update(persistent_workers=True, prefetch_factor=prefetch)
+        if "fork" in torch.multiprocessing.get_all_start_methods():
             kw["multiprocessing_context"] = "fork"
     return kw
 

@@ -126,6 +126,8 @@ def test_windows_off_the_coverage_are_masked(ortho_map):
     assert not valid.any() and not rgb.any()
     with pytest.raises(ValueError, match="finite"):
         ortho.window(float("nan"), ys, 10.0)
+    with pytest.raises(ValueError, match="at most 4097"):
+        ortho.window(e0, ys, 5000.0)
 
 
 def test_a_window_decodes_only_the_tiles_it_overlaps(ortho_map):

@@ -28,7 +28,8 @@ def _build(args: argparse.Namespace) -> int:
     if args.plan_only:
         work = plan_build(args.region, args.model, args.out, **options)
         print(
-            f"planned {args.out}: run `edge-geoloc map shard --work {work} --shard ID` per shard, then `map assemble`"
+            f"planned {args.out}: run `edge-geoloc map shard --work {work} --rank R --world N` on each of N"
+            f" nodes (or without --rank: every pending shard and imagery chunk), then `map assemble --work {work}`"
         )
         return 0
     out = build_map(

@@ -2,7 +2,9 @@
 
 The layer is the orthophoto the map's tiles were cut from, resampled once at a GSD chosen for
 registration (0.25-0.5 m/px by default) and stored as a tiled, WebP-compressed GeoTIFF with
-overviews (Cloud-Optimized layout: :mod:`edge_geoloc.mapbuild.ortho` writes it). A window reads
+overviews (:mod:`edge_geoloc.mapbuild.ortho` writes it). Cloud-optimized where it matters here: the
+base level's IFD and tile index come first and every tile is one byte range; the overviews' IFDs
+follow their data (tifffile's order), so GDAL's strict COG validator would flag it. A window reads
 only the TIFF tiles it overlaps: their byte ranges from the page's tile offsets, decoded one by one
 (tifffile + imagecodecs), with a small LRU cache for the frames that follow; the whole image is
 never decoded.
@@ -48,12 +50,15 @@ __all__ = ["ORTHO", "ORTHO_HASHES", "MapOrtho"]
 
 log = logging.getLogger(__name__)
 
+MAX_WINDOW_PX = 4097  # a window side beyond this (1 km at 0.25 m/px) is a caller's bug, not a registration
 CACHE_TILES = 48  # decoded tiles kept (48 x 256 x 256 x 4 B = 12 MiB): a few frames' windows
 _SAID: set[str] = set()  # bundles already reported without imagery (said once per process)
 
 
 class MapOrtho:
-    """An opened imagery layer: ``window()`` reads north-up pixels around a position (see the module)."""
+    """An opened imagery layer: ``window()`` reads north-up pixels around a position (see the module).
+
+    One reader per thread: the file handle and the tile cache are not shared safely."""
 
     def __init__(self, folder: str | Path, info: OrthoInfo, hashes: np.ndarray | None = None) -> None:
         """``hashes``: (tiles, 32) uint8 sha256 digests of the base tiles' bytes (None: trust the file)."""
@@ -125,6 +130,8 @@ class MapOrtho:
             raise ValueError(f"window centre and half side must be finite (half >= 0), got {x_m}, {y_m}, {half_m}")
         g, k = self.info.gsd_m, round(float(half_m) / self.info.gsd_m)
         n = 2 * k + 1
+        if n > MAX_WINDOW_PX:
+            raise ValueError(f"window of +-{half_m:g} m is {n} px a side at {g:g} m/px; at most {MAX_WINDOW_PX}")
         # Layer pixel coordinates (pixel centres at integers) of the window's pixel (0, 0).
         fc = (x_m - self.info.east_min) / g - 0.5 - k
         fr = (self.info.north_max - y_m) / g - 0.5 - k

@@ -14,6 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from test_cvusa import make_cvusa, open_small  # noqa: E402
+from test_university1652 import tree  # noqa: E402
 from trainkit import micro_model, tiny_dataset  # noqa: E402
 
 from edge_geoloc.config import ConfigError, dump_config  # noqa: E402
@@ -103,6 +104,30 @@ def test_other_layouts_give_one_positive_per_query(tmp_path):
     g = pair_geometry(open_small(tmp_path / "cvusa"), tile_m=150.0)
     assert np.array_equal(g["label"], np.repeat(np.arange(5)[:, None], 4, axis=1))
     assert g["tile_m"] == 150.0 and np.all(g["iou"] == 1) and np.all(g["offset_m"] == 0)
+
+
+def test_cvusa_and_university1652_layouts_train_streamed(tmp_path):
+    from edge_geoloc.data.cvusa import CVUSA_AERIAL_HW, CVUSA_STREET_HW
+    from edge_geoloc.data.sample import write_rgb
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "cvusa"
+    ids = make_cvusa(root, n_train=8, n_val=4)
+    for j in ids["train"] + ids["val"]:  # CVUSA's own sizes, which its reader checks
+        write_rgb(root / f"bingmap/19/{j:07d}.jpg", rng.integers(0, 256, (*CVUSA_AERIAL_HW, 3), dtype=np.uint8))
+        write_rgb(root / f"streetview/panos/{j:07d}.jpg", rng.integers(0, 256, (*CVUSA_STREET_HW, 3), dtype=np.uint8))
+    common = dict(train_cities=None, val_cities=None, neighbours=0, batch_size=4, epochs=1, data_loading="stream")
+    metrics = Trainer(config(**common), root, tmp_path / "run-cvusa", device="cpu").run()
+    assert np.isfinite(metrics[0]["loss"]) and metrics[0]["R@1"] >= 0
+    with pytest.raises(ValueError, match="has no query positions; set neighbours: 0"):
+        Trainer(config(**{**common, "neighbours": 2}), root, tmp_path / "x", device="cpu").run()
+    drones = tmp_path / "u1652"
+    tree(drones, "train", buildings=tuple(f"{b:04d}" for b in range(6)), drones=(2,) * 6)
+    tree(drones, "test", buildings=("0100", "0101"), drones=(2, 1))
+    # Two epochs: the second's batches are mined from streamed descriptors (decoded by a worker).
+    u1652 = config(**{**common, "epochs": 2, "loader_workers": 1}, mined_negatives=1)
+    metrics = Trainer(u1652, drones, tmp_path / "run-u1652", device="cpu").run()
+    assert len(metrics) == 2 and np.isfinite(metrics[1]["loss"])
 
 
 def shares(ctx_world, sampler, epoch):

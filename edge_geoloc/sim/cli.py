@@ -85,7 +85,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="uav: the sensors come from a simulated autopilot over MAVLink (loopback UDP), fixes go back as GPS_INPUT",
     )
     log_help = "uav: attitude, height and GNSS replayed from the flight written as a PX4 ULog (ulg) or ArduPilot"
-    autopilot.add_argument("--log", choices=("ulg", "bin"), help=log_help + " DataFlash log (bin), as `run --log` reads")
+    autopilot.add_argument(
+        "--log", choices=("ulg", "bin"), help=log_help + " DataFlash log (bin), as `run --log` reads"
+    )
     d.add_argument("--mavlink-speed", type=float, default=4.0, help="uav --mavlink: times real time the flight plays")
     d.add_argument("--seed", type=int, default=0, help="the drive, its sensors and the appearance")
     d.add_argument(

@@ -34,8 +34,12 @@ def wide_map(tmp_path_factory):
 
 @linux
 def test_resident_counts_anonymous_pages_and_a_files_mapped_pages(tmp_path):
+    import mmap
+
     r0 = resident()
-    block = np.ones(16 * 2**20 // 8)  # 16 MB written: anonymous pages
+    # 16 MB written into a fresh anonymous mapping (numpy's allocator could reuse pages already resident)
+    block = mmap.mmap(-1, 16 * 2**20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    np.frombuffer(block, dtype=np.uint8)[:] = 1
     r1 = resident()
     assert r1.anon - r0.anon >= 15 * 2**20 and r1.rss - r0.rss >= 15 * 2**20
     f = tmp_path / "a.npy"
@@ -46,7 +50,8 @@ def test_resident_counts_anonymous_pages_and_a_files_mapped_pages(tmp_path):
     assert int(mm[: 2**19].sum()) == (2**19 - 1) * 2**18  # read half of it
     got = resident([f]).files[str(f)]
     assert 4 * 2**20 <= got <= 8 * 2**20 + 4096
-    del block, mm
+    del mm
+    block.close()
 
 
 @linux

@@ -131,9 +131,10 @@ def vigor_split(root: Path, n_pano: int, n_sat: int, panos: list[Path], sats: li
     (root / "splits" / city / "same_area_balanced_train.txt").write_text("\n".join(lines) + "\n")
 
 
-def status_kb(pid: int | str = "self", key: str = "VmHWM") -> int:
-    """A /proc/PID/status figure in kB: VmHWM the peak resident set, RssAnon the private (anonymous) part now."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+def status_kb(pid: int | str = "self", key: str = "VmHWM", table: str = "status") -> int:
+    """A /proc/PID/<table> figure in kB: status VmHWM is the peak resident set; smaps_rollup Private_Dirty the
+    pages only this process holds (a forked worker's own, not those it still shares with its parent)."""
+    for line in Path(f"/proc/{pid}/{table}").read_text().splitlines():
         if line.startswith(f"{key}:"):
             return int(line.split()[1])
     return 0
@@ -177,7 +178,10 @@ def ram_at_scale(root: Path, n_pano: int, n_sat: int, batches: int) -> dict:
         next(it)
     t_batches = time.perf_counter() - t
     procs = it._workers  # private, but the one handle on the worker processes
-    workers, private = [status_kb(w.pid) for w in procs], [status_kb(w.pid, "RssAnon") for w in procs]
+    workers, private = (
+        [status_kb(w.pid) for w in procs],
+        [status_kb(w.pid, "Private_Dirty", "smaps_rollup") for w in procs],
+    )
     main = status_kb() - base
     projected = projected_bytes(ds, STREET_HW, AERIAL_HW)
     return {
@@ -218,7 +222,7 @@ def table(rows: list[dict]) -> str:
                 f"{r['epoch_batches_s']:.1f} s ({r['batches_per_epoch']} of 16), batches built at "
                 f"{r['batch_images_per_s']:.1f} images/s (2 workers);\n         peak RSS added: main "
                 f"{r['main_peak_added_mb']:.0f} MB, workers {', '.join(f'{w:.0f}' for w in r['worker_peak_mb'])} MB "
-                f"(whole process; private now {', '.join(f'{w:.0f}' for w in r['worker_private_mb'])} MB);\n"
+                f"(with what they share with the parent; their own {', '.join(f'{w:.0f}' for w in r['worker_private_mb'])} MB);\n"
                 f"         the in-memory path would hold {r['in_memory_projected_gb']:.1f} GB"
             )
     return "\n".join(out)
@@ -249,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         "shared machine: a long training job ran on the same 2 vCPUs throughout" if not q else "quick run",
         "decode: OpenCV imdecode + INTER_AREA resize per image; images/s over all workers",
         "step: float32 on this CPU, random inputs, each model's recipe (loss, AdamW); images/s counts street + aerial",
-        "ram: VmHWM (peak RSS) of each process, the workers' including pages shared with the parent (fork); private = RssAnon after the batches",
+        "ram: VmHWM (peak RSS) of each process, the workers' including pages shared with the parent (fork); private = Private_Dirty after the batches",
     ]
     print(text)
     print("\n".join(notes))

@@ -201,14 +201,16 @@ class MavlinkLink:
         )
 
     def wait_until(self, t: float) -> None:
-        """Hold a frame at ``t`` until the attitude stream has passed it (everything sent before that sample
-        has been read too), at most ``sync_wait_s``: a busy reader thread must not make a frame see older
-        events than its time; a stream that stopped costs the wait once per frame (then the staleness rules)."""
-        if self.replay or self._closed or not self._heard.is_set() or self.decoder.attitude.last >= t:
+        """Hold a frame at ``t`` until the attitude stream has passed it: a sample after ``t`` has been read, so
+        everything the autopilot sent up to ``t`` has been too, whatever the order of a tick's messages (the
+        speed report of the tick at ``t`` may follow its ATTITUDE). At most ``sync_wait_s``: a busy reader
+        thread must not make a frame see older events than its time; a stream that stopped costs the wait
+        once per frame (then the staleness rules)."""
+        if self.replay or self._closed or not self._heard.is_set() or self.decoder.attitude.last > t:
             return
         deadline = time.monotonic() + self.cfg.sync_wait_s
         self.waited += 1
-        while self.decoder.attitude.last < t:
+        while self.decoder.attitude.last <= t:
             if time.monotonic() >= deadline or self._closed:
                 self.wait_timeouts += 1
                 return

@@ -588,8 +588,8 @@ def table(rows: list[dict]) -> str:
 
 # --- resident memory of graph variants (--memory) ------------------------------------------------
 
-VARIANTS = "256:16,64:16,32:16,32:8"  # HNSW dim : M (the first is the full-dimension graph of today's maps)
-RERANKS = "1,2,4,8"  # graph candidates re-ranked per shard, in units of k (1 only for full-dimension graphs)
+VARIANTS = "256:16,64:16:2/4,32:16:4/8"  # HNSW dim : M [: re-rank depths] (256: today's full-dimension graph)
+RERANKS = "2,4,8"  # graph candidates re-ranked per shard, in units of k (full-dimension graphs: 1)
 CACHE = ROOT / "runs" / "search-bench"
 
 
@@ -704,13 +704,14 @@ def measure_resident(bundle: Path, work: Path, rerank: int) -> dict:
     return {"resident": per, "lru_bytes_per_tile": round(res["lru"] / n, 1)}
 
 
-def memory_rows(args: argparse.Namespace, grids: list[np.ndarray], d0: int) -> list[dict]:
-    """Per graph variant and re-rank depth: recall@10, p50/p99 beside exact, RSS per tile (see the docstring)."""
+def memory_rows(args: argparse.Namespace, grids: list[np.ndarray], d0: int, on_rows=None) -> list[dict]:
+    """Per graph variant and re-rank depth: recall@10, p50/p99 beside exact, RSS per tile (see the docstring);
+    ``on_rows(rows)`` after each (a 1M-tile run takes an hour on a shared machine: results are kept as they come)."""
     import json
 
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [20_000] if args.quick else [1_000_000]
-    variants = [tuple(int(x) for x in v.split(":")) for v in args.variants.split(",")]
-    reranks = [int(r) for r in args.reranks.split(",")]
+    variants = [v.split(":") for v in args.variants.split(",")]
+    default_reranks = [int(r) for r in args.reranks.split(",")]
     cache = Path(tempfile.mkdtemp(prefix="edge-geoloc-search-mem-")) if args.quick else CACHE
     rows = []
     try:
@@ -727,8 +728,9 @@ def memory_rows(args: argparse.Namespace, grids: list[np.ndarray], d0: int) -> l
             work = Path(tempfile.mkdtemp(prefix="edge-geoloc-search-work-"))
             np.savez(work / "workload.npz", q=q, drive_q=dq)
             refs: dict = {}
-            for hdim, m in variants:
-                hdim = min(hdim, d0)
+            for spec in variants:
+                hdim, m = min(int(spec[0]), d0), int(spec[1])
+                reranks = [int(r) for r in spec[2].split("/")] if len(spec) > 2 else default_reranks
                 path, build_s = cached_bundle(tiling, desc, hdim, m, cache, log=not args.quick)
                 disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
                 for rr in reranks if hdim < d0 else [1]:
@@ -791,6 +793,8 @@ def memory_rows(args: argparse.Namespace, grids: list[np.ndarray], d0: int) -> l
                         )
                         rows.append(r)
                     print(_fmt_memory(rows[-len(SCOPES) :]), flush=True)
+                    if on_rows is not None:
+                        on_rows(rows)
             shutil.rmtree(work, ignore_errors=True)
     finally:
         if args.quick:
@@ -847,7 +851,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=None, help="queries per scope")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--memory", action="store_true", help="resident bytes per tile of graph variants (1M tiles)")
-    ap.add_argument("--variants", default=VARIANTS, help=f"--memory: HNSW dim:M pairs (default {VARIANTS})")
+    ap.add_argument("--variants", default=VARIANTS, help=f"--memory: HNSW dim:M[:r1/r2] (default {VARIANTS})")
     ap.add_argument("--reranks", default=RERANKS, help=f"--memory: re-rank depths in units of k (default {RERANKS})")
     args = ap.parse_args()
     t_start = time.perf_counter()
@@ -914,19 +918,23 @@ def main() -> None:
 def memory_main(args, grids, d0: int, source: str, t_start: float, load0: list[float]) -> None:
     from _results import write_json, write_markdown
 
-    rows = memory_rows(args, grids, d0)
-    notes = [
-        f"descriptors: {source}, tiled over the area as described in the module docstring",
-        "RSS of a fresh process after opening with a cold page cache; stages are cumulative",
-        f"load average at start {load0}, at end {[round(v, 2) for v in os.getloadavg()]}"
-        " (a model-training job shared this 2-vCPU machine)",
-    ]
-    print("\n" + memory_table(rows))
     name = "search_memory.quick.json" if args.quick else "search_memory.json"
     path = Path(args.json) if args.json else RESULTS / name
-    write_json(path, rows, notes, t_start, k=K, ef_construction=EF_CONSTRUCTION, quick=args.quick)
-    if not args.quick and not args.json:
-        write_markdown(RESULTS / "search_memory.md", "Resident memory of a map's graph variants", memory_table(rows))
+
+    def write(rows: list[dict]) -> None:
+        notes = [
+            f"descriptors: {source}, tiled over the area as described in the module docstring",
+            "RSS of a fresh process after opening with a cold page cache; stages are cumulative",
+            f"load average at start {load0}, now {[round(v, 2) for v in os.getloadavg()]}"
+            " (a model-training job shared this 2-vCPU machine)",
+        ]
+        write_json(path, rows, notes, t_start, k=K, ef_construction=EF_CONSTRUCTION, quick=args.quick)
+        if not args.quick and not args.json:
+            title = "Resident memory of a map's graph variants"
+            write_markdown(RESULTS / "search_memory.md", title, memory_table(rows))
+
+    rows = memory_rows(args, grids, d0, on_rows=write)
+    print("\n" + memory_table(rows))
     print(f"wrote {path}")
 
 

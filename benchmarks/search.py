@@ -20,7 +20,10 @@ the scope's selectivity, capped).
     .venv/bin/python benchmarks/search.py            # 10k/100k/1M tiles (1M at the model's dim only)
     .venv/bin/python benchmarks/search.py --quick    # 10k tiles, a small world, under a minute
     .venv/bin/python benchmarks/search.py --memory   # 1M tiles: resident bytes per tile of graph variants
-    .venv/bin/python benchmarks/search.py --memory --quick   # 20k tiles (make test)
+    .venv/bin/python benchmarks/search.py --memory --quick   # 20k tiles (make test; --quick runs it too)
+
+The quick world repeats ~150 base tiles some 130 times each in one shard: near-duplicates that only
+the per-tile noise orders, so a projected graph's quick recall is a smoke test, not a measurement.
 
 ``--memory`` builds the same map once per graph variant (HNSW dim: the per-shard PCA projection the
 graph holds, and M), cached under ``runs/search-bench/`` so that a rerun does not rebuild it, then per

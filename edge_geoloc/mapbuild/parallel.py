@@ -217,6 +217,8 @@ def run_ranks(work: Path, nproc: int, progress: bool, on_batch: Callable[[int, i
         finally:
             bar.close()
         return 0
+    for stale in work.glob("rank-*.failed"):  # an earlier run's failures are not this run's
+        stale.unlink(missing_ok=True)
     ctx = mp.get_context("fork")
     ranks = [ctx.Process(target=_forked_rank, args=(str(work), r, nproc), daemon=True) for r in range(nproc)]
     for p in ranks:

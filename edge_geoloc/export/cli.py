@@ -40,7 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX with its model card (checks parity)")
     p.add_argument("--checkpoint", required=True, help="a training checkpoint (.pt)")
     p.add_argument("--out", required=True, help="output folder, e.g. export/build/NAME")
-    p.add_argument("--recipe", default=None, help="export recipe: a name in edge_geoloc/configs/export/ (x86-cpu) or a YAML path")
+    p.add_argument(
+        "--recipe", default=None, help="export recipe: a name in edge_geoloc/configs/export/ (x86-cpu) or a YAML path"
+    )
     p.add_argument(
         "--keep-ratio", type=float, default=None, help="aerial patch keep ratio (default: recipe, else checkpoint)"
     )

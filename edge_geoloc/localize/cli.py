@@ -123,7 +123,14 @@ def _run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     summary = run_loop(
-        localizer, capture, inputs.prior, odometry, writer, nmea, max_frames=args.max_frames, attitude=attitude,
+        localizer,
+        capture,
+        inputs.prior,
+        odometry,
+        writer,
+        nmea,
+        max_frames=args.max_frames,
+        attitude=attitude,
         outputs=auto.outputs if auto is not None else (),
     )
     print(format_summary(summary), file=sys.stderr)

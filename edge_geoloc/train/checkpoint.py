@@ -77,6 +77,10 @@ def load_model(path: str | Path, expect: ModelConfig | None = None) -> tuple[Cro
 def slim(path_in: str | Path, path_out: str | Path, half: bool = True) -> None:
     """A shippable copy: weights (float16 by default), configs and metrics; no optimizer state."""
     state = load_checkpoint(path_in)
-    keep = {k: state[k] for k in ("model_config", "train_config", "metrics", "epoch", "dataset", "init", "offset_fit") if k in state}
+    keep = {
+        k: state[k]
+        for k in ("model_config", "train_config", "metrics", "epoch", "dataset", "init", "offset_fit")
+        if k in state
+    }
     keep["model"] = {k: (v.half() if half and v.is_floating_point() else v) for k, v in state["model"].items()}
     save_checkpoint(path_out, keep)

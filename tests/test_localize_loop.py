@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 pytest.importorskip("torch")  # making the small export needs torch; the loop itself does not
 
@@ -295,6 +296,12 @@ def test_demo_writes_the_report_and_plots(model, tmp_path):
     stamp = (cached / "manifest.yaml").stat().st_mtime_ns
     assert cached_map(region, export, tmp_path / "maps", workers=1, progress=False) == cached
     assert (cached / "manifest.yaml").stat().st_mtime_ns == stamp
+    # A map cached before maps kept their imagery (no refinement) is built again, with the layer.
+    manifest = yaml.safe_load((cached / "manifest.yaml").read_text())
+    assert manifest.pop("ortho")
+    (cached / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+    assert cached_map(region, export, tmp_path / "maps", workers=1, progress=False) == cached
+    assert yaml.safe_load((cached / "manifest.yaml").read_text()).get("ortho")
 
 
 def test_concurrent_demo_map_builds_share_one_bundle(model, tmp_path):

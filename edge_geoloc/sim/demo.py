@@ -84,7 +84,7 @@ def cached_map(region: Path, model: Path, cache: Path, workers: int, progress: b
     """The region's map bundle for this model: reused when present and matching, else built."""
     from edge_geoloc.mapbuild.build import build_map
     from edge_geoloc.maps import MapIndex
-    from edge_geoloc.maps.bundle import BundleError
+    from edge_geoloc.maps.bundle import BundleError, read_manifest
     from edge_geoloc.runtime.card import load_card
     from edge_geoloc.world.region import Region
 
@@ -100,6 +100,8 @@ def cached_map(region: Path, model: Path, cache: Path, workers: int, progress: b
         if out.exists():
             try:
                 MapIndex.open(out, card=load_card(model))
+                if read_manifest(out).ortho is None:  # built before maps kept their imagery: no refinement
+                    raise BundleError("no imagery layer")
                 return out
             except BundleError as err:
                 log.warning("cached map %s unusable (%s): rebuilding", out, err)

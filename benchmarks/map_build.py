@@ -195,9 +195,9 @@ def main() -> None:
     notes = [
         f"town {TOWN.name} cut to {size:g} m, shards of {shard_m:g} m, model {model.name}, one ORT thread a process",
         load_line(load),
-        "shared machine: a long model-training job ran beside this benchmark (niced), on 2 vCPUs (about one real"
-        " core), so 2 processes compete for it with the job and each other: tiles/s measures the code path here,"
-        " not the speed-up a machine with free cores gives; CPU s (over every process) is the cost to compare",
+        f"{os.cpu_count()} vCPUs: where other jobs hold the cores, the processes compete for them and tiles/s"
+        " measures the code path, not the speed-up a machine with free cores gives; CPU s (over every process)"
+        " is the cost to compare",
     ]
     print(table)
     print("\n".join(notes))

@@ -280,6 +280,26 @@ def row(tiles, dim, scope, method, rec, ts, bytes_per_tile, **extra) -> dict:
     }
 
 
+def build_bench_bundle(out: Path, tiling: Tiling, desc: np.ndarray, **graph) -> None:
+    """A bundle of the benchmark's descriptors (2 processes); ``graph``: progress, hnsw_dim, M."""
+    build_from_descriptors(
+        out,
+        workers=2,
+        overwrite=True,
+        crs=CRS,
+        tiling=tiling,
+        tile_ids=np.arange(len(desc)),
+        descriptors=desc,
+        encoder=EncoderInfo(
+            model="bench", aerial_sha256="0" * 64, card_sha256="", descriptor_dim=desc.shape[1], backend="bench"
+        ),
+        region=RegionInfo("bench", *CENTRE, "descriptors"),
+        tile_px=64,
+        ef_construction=EF_CONSTRUCTION,
+        **graph,
+    )
+
+
 def edge_geoloc_rows(
     tiling: Tiling, desc: np.ndarray, q: np.ndarray, scopes_all: dict, workdir: Path, bandwidth: float
 ):
@@ -288,20 +308,7 @@ def edge_geoloc_rows(
     n_queries = len(q)
     out = workdir / f"map-{n}-{dim}"
     t0 = time.perf_counter()
-    build_from_descriptors(
-        out,
-        workers=2,
-        overwrite=True,
-        crs=CRS,
-        tiling=tiling,
-        tile_ids=np.arange(n),
-        descriptors=desc,
-        encoder=EncoderInfo(model="bench", aerial_sha256="0" * 64, card_sha256="", descriptor_dim=dim, backend="bench"),
-        region=RegionInfo("bench", *CENTRE, "descriptors"),
-        tile_px=64,
-        M=M,
-        ef_construction=EF_CONSTRUCTION,
-    )
+    build_bench_bundle(out, tiling, desc, M=M)
     build_s = time.perf_counter() - t0
     disk = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     index = MapIndex.open(out, memory_cap_mb=1e6)
@@ -610,22 +617,7 @@ def cached_bundle(
     if log:
         print(f"  building {out.name} (2 processes)", flush=True)
     t0 = time.perf_counter()
-    build_from_descriptors(
-        out,
-        workers=2,
-        progress=log,
-        overwrite=True,
-        crs=CRS,
-        tiling=tiling,
-        tile_ids=np.arange(n),
-        descriptors=desc,
-        encoder=EncoderInfo(model="bench", aerial_sha256="0" * 64, card_sha256="", descriptor_dim=dim, backend="bench"),
-        region=RegionInfo("bench", *CENTRE, "descriptors"),
-        tile_px=64,
-        hnsw_dim=None if hdim >= dim else hdim,
-        M=m,
-        ef_construction=EF_CONSTRUCTION,
-    )
+    build_bench_bundle(out, tiling, desc, progress=log, hnsw_dim=None if hdim >= dim else hdim, M=m)
     return out, time.perf_counter() - t0
 
 

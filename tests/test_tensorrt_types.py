@@ -39,6 +39,16 @@ def broken_copy(tmp_path: Path, module: str, old: str, new: str, i: int) -> Path
     return out
 
 
+def assert_each_copy_fails(tmp_path: Path, cases: list[tuple[str, str, str, str]]) -> None:
+    """Each case (module, text, broken text, name) as a broken copy: mypy fails on every copy, naming ``name``."""
+    copies = [broken_copy(tmp_path, module, old, new, i) for i, (module, old, new, _) in enumerate(cases)]
+    broken = mypy(*copies)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    for copy, (_, _, _, name) in zip(copies, cases):
+        errors = [line for line in broken.stdout.splitlines() if line.startswith(str(copy)) and "error" in line]
+        assert any(name in line for line in errors), f"{copy.name}: {name} not flagged:\n{broken.stdout}"
+
+
 def test_the_tensorrt_path_passes_and_misspelt_or_removed_calls_fail(tmp_path):
     real = mypy()  # the config's files: the two real modules
     assert real.returncode == 0, real.stdout + real.stderr
@@ -58,12 +68,7 @@ def test_the_tensorrt_path_passes_and_misspelt_or_removed_calls_fail(tmp_path):
             "set_memory_pool_limits",
         ),
     ]
-    copies = [broken_copy(tmp_path, module, old, new, i) for i, (module, old, new, _) in enumerate(cases)]
-    broken = mypy(*copies)
-    assert broken.returncode == 1, broken.stdout + broken.stderr
-    for copy, (_, _, _, name) in zip(copies, cases):
-        errors = [line for line in broken.stdout.splitlines() if line.startswith(str(copy)) and "error" in line]
-        assert any(name in line for line in errors), f"{copy.name}: {name} not flagged:\n{broken.stdout}"
+    assert_each_copy_fails(tmp_path, cases)
 
 
 def test_the_stubs_do_not_shadow_a_missing_tensorrt():
@@ -90,9 +95,4 @@ def test_the_cuda_python_adapter_passes_and_misspelt_calls_or_members_fail(tmp_p
         ("cuda.py", "rt.cudaStreamSynchronize(stream)", "rt.cudaStreamSynchronize(stream, 0)", "cudaStreamSynchronize"),
         ("cuda.py", "rt.cudaMallocHost(nbytes)", "rt.cudaHostAlloc(nbytes)", "cudaHostAlloc"),  # takes (size, flags)
     ]
-    copies = [broken_copy(tmp_path, module, old, new, i) for i, (module, old, new, _) in enumerate(cases)]
-    broken = mypy(*copies)
-    assert broken.returncode == 1, broken.stdout + broken.stderr
-    for copy, (_, _, _, name) in zip(copies, cases):
-        errors = [line for line in broken.stdout.splitlines() if line.startswith(str(copy)) and "error" in line]
-        assert any(name in line for line in errors), f"{copy.name}: {name} not flagged:\n{broken.stdout}"
+    assert_each_copy_fails(tmp_path, cases)

@@ -5,7 +5,8 @@ transformer head) from the same base config, changing one thing: the number of t
 (4, 8, 16, 32, all: the curve that says where to stop adding towns), look-alike mining,
 rotation augmentation, the street input's resolution, the panorama's ground view (BEV
 co-retrieval). Every row is scored on the held-out validation towns (what selects its best
-epoch) and on the demo dataset's four test-* towns, which no row ever trains on (cross-area R@1 / R@1% at the best validation epoch).
+epoch) and on the demo dataset's four test-* towns, which no row ever trains on (cross-area
+R@1 / R@1% at the best validation epoch).
 
     .venv/bin/python benchmarks/levers.py --data data/synth-towns --monitor data/synth-demo   # hours on 2 vCPUs
     .venv/bin/python benchmarks/levers.py --quick                 # two rows on a tiny dataset, under a minute

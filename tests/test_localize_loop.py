@@ -98,6 +98,27 @@ def test_vision_tracks_through_a_gps_outage_on_its_own_map(opened):
     assert summary["encodes"] == 3 * len(frames)  # the search view and two heading views per frame
 
 
+def test_heading_views_rest_while_registrations_pass(opened):
+    """A passed registration measures the heading itself: the two heading views then run only every
+    ``refine.heading_views_every`` frames, and every frame again once a registration fails."""
+    from edge_geoloc.localize.refine import RefineConfig
+
+    frames = frames_along_row(row=2, heading_grid=90.0)
+    e0, n0 = frames[0].truth
+    start = GpsFix(0.0, 47.0, 9.0, e0, n0, 3.0, course_deg=90.0 + localizer(opened).convergence, speed_mps=32.0)
+    for passing, rest, want in ((True, 5, 3 + 1 + 1 + 1 + 3), (True, 1, 3 * 5), (False, 5, 3 * 5)):
+        loc = localizer(opened, heading_dither_deg=0.0, refine=RefineConfig(heading_views_every=rest))
+
+        def registered(*_, loc=loc, passing=passing):  # as a passed registration leaves the refine stage
+            loc.refiner.last_passed = passing
+
+        odo = Odometry(np.arange(0, 5.01, 0.1), np.full(51, 32.0), np.zeros(51))  # read once: one per run
+        s = run_loop(loc, Capture(ListSource(frames)), Fixes([start]), odo, on_fix=registered)
+        # the first frame measures the heading (nothing registered yet), the next three rest, the fifth
+        # (frames_seen 5) measures it again
+        assert s["encodes"] == want, (passing, rest, s["encodes"])
+
+
 def test_budget_drops_work_and_counts_misses(opened):
     frames = frames_along_row(row=1)
     start = GpsFix(0.0, 47.0, 9.0, frames[0].truth[0], frames[0].truth[1], 3.0, course_deg=90.0, speed_mps=30.0)

@@ -65,6 +65,10 @@ class RefineConfig:
     # Apply registrations before the threshold is calibrated at ``uncalibrated_quality`` (a GPS-denied start).
     trust_uncalibrated: bool = False
     uncalibrated_quality: float = 0.5
+    # While registrations pass, the retrieval's heading views (two more encodes) run only every this many
+    # frames: a passed registration measures the heading itself (about 1 deg against the views' 4) and
+    # the frame time goes to it (1: the loop's ``heading_every`` regardless).
+    heading_views_every: int = field(default=5, metadata=check(lambda v: v >= 1, "a positive frame count"))
 
 
 @dataclass
@@ -109,6 +113,7 @@ class Refiner:
         self.loop, self.imagery, self.cfg = loop, imagery, cfg
         self.counts = {"registered": 0, "passed": 0, "failed": 0, "skipped_budget": 0, "no_ground": 0}
         self.on = cfg.enabled and imagery is not None
+        self.last_passed = False  # the latest frame's registration passed (the heading views may rest)
         self.gsd = max(cfg.gsd_m, imagery.gsd_m) if imagery is not None else cfg.gsd_m
 
     def window(self, east: float, north: float, half_m: float) -> tuple[np.ndarray, np.ndarray]:
@@ -152,6 +157,7 @@ class Refiner:
 
     def run(self, frame: Frame, m: Measurement, timer: StageTimer) -> None:
         """Register the frame and leave the outcome on ``m.refined`` (None: nothing usable)."""
+        self.last_passed = False
         if not self.on or m.cands is None:
             return
         loop = self.loop
@@ -211,6 +217,7 @@ class Refiner:
         known = threshold is not None and math.isfinite(threshold)
         passed = known and r.quality >= threshold
         self.counts["passed" if passed else "failed"] += int(known)
+        self.last_passed = passed
         hsig = max(self.cfg.heading_sigma_deg, check_.heading_sigma(self.cfg.heading_sigma_deg))
         cov = r.cov * check_.cov_scale()
         return Refinement(place[0], place[1], cov, (hdg, hsig), r.quality, passed, known)

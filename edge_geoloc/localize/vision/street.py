@@ -68,6 +68,8 @@ class StreetVision:
         loop, cfg, costs = self.loop, self.loop.cfg, self.loop.costs
         mode, headings, scope, est = self._plan(frame.t)
         every = cfg.heading_every if loop.heading_usable() is not False else cfg.unusable_heading_every
+        if loop.refiner.last_passed:  # the registration measured the heading: the views rest (RefineConfig)
+            every = max(every, cfg.refine.heading_views_every)
         rolls = mode == "track" and self.camera.rollable and cfg.heading_every > 0 and loop.frames_seen % every == 0
         dither = 0.0
         if rolls:  # the search view doubles as the heading window's centre, dithered (see HeadingCheck)

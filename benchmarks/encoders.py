@@ -14,7 +14,7 @@ trained, else random weights of the same graph) and its street branch with the p
 ``transgeo-vigor`` street, random weights. ``--quick`` (what ``make test`` runs) times only the
 small model at small batches and finishes well under a minute.
 
-    python benchmarks/encoders.py [--quick] [--json PATH] [--threads 2]
+    python benchmarks/encoders.py [--quick] [--json PATH] [--threads 2] [--models lite0-hybrid,lite0-hybrid-bev]
 """
 
 from __future__ import annotations
@@ -278,7 +278,13 @@ def main(argv: list[str] | None = None) -> int:
         "--json", type=Path, default=None, help=f"write rows here (default {RESULTS.relative_to(ROOT)})"
     )
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads for both torch and ONNX Runtime")
+    parser.add_argument(
+        "--models", default=None, help="comma-separated model labels to time (default: all; with --json elsewhere)"
+    )
     args = parser.parse_args(argv)
+    labels = set(args.models.split(",")) if args.models else None
+    if labels is not None and args.json is None:
+        parser.error("--models writes a partial table: give it its own --json")
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -289,11 +295,14 @@ def main(argv: list[str] | None = None) -> int:
     demo, demo_note = find_demo()
     demo_label = "demo" if demo is not None else "tiny"
     notes = [demo_note]
+    chosen = [c for c in cases(args.quick, demo_label) if labels is None or c.label in labels]
+    if not chosen:
+        parser.error(f"--models {args.models}: none of {sorted({c.label for c in cases(args.quick, demo_label)})}")
     n_peak = 1024 if args.quick else 2048
     peaks = [matmul_peak_gflops(args.threads, n_peak)]
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="edge-geoloc-bench-") as tmp:
-        for case in cases(args.quick, demo_label):
+        for case in chosen:
             rows.extend(bench_case(case, Path(tmp), demo, args.threads, notes))
             peaks.append(matmul_peak_gflops(args.threads, n_peak))  # between cases: the load changes
             print(
@@ -320,8 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     table = format_table(rows, peak, args.threads, notes)
     print("\n" + table)
     out = args.json or RESULTS
-    if args.json is None and not args.quick:
-        write_markdown(RESULTS.with_suffix(".md"), "Encoder benchmark (benchmarks/encoders.py)", table)
+    if not args.quick and (args.json is None or labels is not None):
+        md = (args.json or RESULTS).with_suffix(".md")
+        write_markdown(md, "Encoder benchmark (benchmarks/encoders.py)", table)
     write_json(out, rows, notes, t0, threads=args.threads)
     print(f"wrote {out} ({len(rows)} rows, {time.perf_counter() - t0:.0f} s)")
     return 0

@@ -262,7 +262,8 @@ def uav_ground(town: Town, shot: Shot, nz: Nuisance, assumed_heading: float) -> 
 
 def register_one(town: Town, vehicle: str, shot: Shot, method: str, initial: float, heading: float, nz: Nuisance):
     """One registration from a start ``initial`` m and ``heading`` deg off: (row of errors, ms)."""
-    from edge_geoloc.localize.registration import RegistrationConfig, register
+    from edge_geoloc.localize.refine import RefineConfig
+    from edge_geoloc.localize.registration import RegistrationConfig, compose, register
 
     rng = np.random.default_rng(shot.seed * 1009 + int(initial) * 7 + int(heading))
     a = rng.uniform(0, 2 * math.pi)
@@ -278,6 +279,16 @@ def register_one(town: Town, vehicle: str, shot: Shot, method: str, initial: flo
     t0 = time.process_time()
     r = register(ground, window, GSD, GSD, ground_mask=mask, pivot_m=pivot, config=cfg)
     ms = (time.process_time() - t0) * 1000.0
+    loop = RefineConfig()
+    if abs(r.rotation_deg) >= loop.reproject_above_deg:  # as the loop's refine stage: project again, register again
+        ground, mask, pivot = make(town, shot, nz, (assumed_heading + r.rotation_deg) % 360.0)
+        at = np.array([shot.east, shot.north]) - off + np.array([r.east_m, r.north_m]) - np.asarray(pivot)
+        window = town.window(float(at[0]), float(at[1]), ground.shape[0] // 2 + round(loop.min_search_m / GSD))
+        again = RegistrationConfig(method=method, rotation_range_deg=2.0, rotation_step_deg=2.0)
+        t0 = time.process_time()
+        r2 = register(ground, window, GSD, GSD, ground_mask=mask, pivot_m=pivot, config=again)
+        ms += (time.process_time() - t0) * 1000.0
+        r = compose(r, r2) if r2.quality >= r.quality else r
     err = np.array([r.east_m, r.north_m]) - off
     h = math.radians(shot.heading)
     along_u = np.array([math.sin(h), math.cos(h)])

@@ -17,7 +17,8 @@ unknown (the 24-heading sweep). Reported per cell:
 - frames/s: the vision stage's time per frame (rectify, encode, search, heading) on this machine.
 
 The same is measured with the aerial branch itself as the drone encoder (zero-shot: what the
-drone branch's training adds), unless ``--quick``.
+drone branch's training adds), unless ``--quick``; ``--aerial-only`` measures only that, for a model
+that has no drone branch (the car demo model ``models/lite0-bev``: its pretrained aerial branch zero-shot).
 
     .venv/bin/python benchmarks/uav.py                  # 2 towns x 12 cells x 10 frames, a few minutes
     .venv/bin/python benchmarks/uav.py --quick          # 1 town, 4 frames a cell, drone branch only: under a minute
@@ -229,6 +230,11 @@ def main() -> int:
     ap.add_argument("--towns", nargs="+", default=None, help=f"held-out towns (default {TOWNS[:2]}, quick {TOWNS[:1]})")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--map-cache", type=Path, default=None, help="map bundles (default maps/build; built when missing)")
+    ap.add_argument(
+        "--aerial-only",
+        action="store_true",
+        help="only the aerial branch as the drone encoder (zero-shot), for a model with no drone branch (lite0-bev)",
+    )
     args = ap.parse_args()
 
     from edge_geoloc.maps import MapIndex
@@ -239,13 +245,19 @@ def main() -> int:
     from edge_geoloc.sim.uav_demo import find_uav_export
 
     t_all = time.perf_counter()
-    model = find_uav_export(args.model or UAV_DEMO_MODEL)
+    if args.aerial_only:
+        from edge_geoloc.sim.demo import find_export
+
+        model = find_export(args.model or UAV_DEMO_MODEL)
+    else:
+        model = find_uav_export(args.model or UAV_DEMO_MODEL)
     card = load_card(model)
-    card.branch("drone")  # a clear error when the export has no drone branch
+    if not args.aerial_only:
+        card.branch("drone")  # a clear error when the export has no drone branch
     towns = args.towns or (TOWNS[:1] if args.quick else TOWNS[:2])
     n = args.frames or (4 if args.quick else 10)
-    encoders = {"drone": open_encoder(model, "drone", intra_op_threads=args.workers)}
-    if not args.quick:
+    encoders = {} if args.aerial_only else {"drone": open_encoder(model, "drone", intra_op_threads=args.workers)}
+    if not args.quick or args.aerial_only:
         encoders["aerial (zero-shot)"] = open_encoder(model, "aerial", intra_op_threads=args.workers)
     lens = DEMO_UAV_CAMERA.lens
     cells: dict[tuple, list[dict]] = {}
@@ -307,8 +319,8 @@ def main() -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(strict_json(result, indent=1) + "\n")
     md = markdown(result)
-    if not args.quick and args.json is None:
-        RESULTS.with_suffix(".md").write_text(md)
+    if not args.quick:
+        path.with_suffix(".md").write_text(md)
     print(md)
     print(f"wrote {path}")
     return 0

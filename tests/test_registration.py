@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_geoloc.localize.registration import RegistrationConfig, register
+from edge_geoloc.localize.registration import RegistrationConfig, compose, register
 
 GSD = 0.5
 
@@ -76,6 +76,33 @@ def test_the_camera_off_the_patch_centre_is_what_is_reported():
     r = register(ground, window, GSD, GSD, pivot_m=tuple(pivot), config=RegistrationConfig(rotation_range_deg=6))
     assert abs(r.east_m - cam[0]) < GSD and abs(r.north_m - cam[1]) < GSD, (r.east_m, r.north_m)
     assert abs(r.rotation_deg - turn) < 0.5
+
+
+def test_registering_again_from_the_corrected_pose_adds_up_to_the_whole_correction():
+    """The refine stage's second pass (a large heading correction): the frame projected again with the first
+    correction applied, the window moved by it; the corrections compose to the truth."""
+    east, north, turn = 7.0, -5.0, 9.0
+    first = register(
+        crop(MAP, en_to_px(east, north), 96, turn),
+        crop(MAP, CENTRE, 96 + 2 * 48),
+        GSD,
+        GSD,
+        ground_mask=disc(96, 46),
+        config=RegistrationConfig(rotation_range_deg=12.0),
+    )
+    residual = turn - first.rotation_deg  # what the re-projected image is still turned by
+    second = register(
+        crop(MAP, en_to_px(east, north), 96, residual),
+        crop(MAP, en_to_px(first.east_m, first.north_m), 96 + 2 * 12),  # the window at the corrected place
+        GSD,
+        GSD,
+        ground_mask=disc(96, 46),
+        config=RegistrationConfig(rotation_range_deg=2.0),
+    )
+    both = compose(first, second)
+    assert abs(both.east_m - east) < GSD and abs(both.north_m - north) < GSD, (both.east_m, both.north_m)
+    assert abs(both.rotation_deg - turn) < 0.5, both.rotation_deg
+    assert (both.quality, both.method) == (second.quality, second.method) and both.cov is second.cov
 
 
 def test_another_season_and_sun_still_registers():

@@ -32,7 +32,7 @@ import numpy as np
 
 from edge_geoloc.config import check
 from edge_geoloc.geo.crs import wrap_deg
-from edge_geoloc.localize.registration import METHODS, Registration, RegistrationConfig, register
+from edge_geoloc.localize.registration import METHODS, Registration, RegistrationConfig, compose, register
 
 if TYPE_CHECKING:
     from edge_geoloc.localize.filter import Estimate
@@ -69,6 +69,9 @@ class RefineConfig:
     # frames: a passed registration measures the heading itself (about 1 deg against the views' 4) and
     # the frame time goes to it (1: the loop's ``heading_every`` regardless).
     heading_views_every: int = field(default=5, metadata=check(lambda v: v >= 1, "a positive frame count"))
+    # A heading correction at least this large: project the frame again at the corrected heading and register
+    # once more around the corrected place (registration.compose); smaller ones are exact enough.
+    reproject_above_deg: float = field(default=3.0, metadata=check(lambda v: v > 0, "degrees"))
 
 
 @dataclass
@@ -177,7 +180,7 @@ class Refiner:
             tried = self._register(g, self._places(est, m), heading[1])
             if not tried:
                 return
-            m.refined = self._decide(frame.t, est, g, tried, heading)
+            m.refined = self._decide(frame.t, est, g, self._reproject(frame, g, tried), heading)
 
     def _register(
         self, g: GroundImage, places: list[tuple[float, float, float]], heading_sigma: float
@@ -195,6 +198,22 @@ class Refiner:
             out.append((e, n, r))
             self.counts["registered"] += 1
         return out
+
+    def _reproject(
+        self, frame: Frame, g: GroundImage, tried: list[tuple[float, float, Registration]]
+    ) -> list[tuple[float, float, Registration]]:
+        """The best registration, when its heading correction is large, done again from the corrected heading
+        and place (:func:`~edge_geoloc.localize.registration.compose`); kept when it fits at least as well."""
+        e, n, r = max(tried, key=lambda x: x[2].quality)
+        if abs(r.rotation_deg) < self.cfg.reproject_above_deg:
+            return tried
+        g2 = self.loop.vision.ground(frame, float(wrap_deg(g.heading_grid_deg + r.rotation_deg)), self.gsd, self.cfg)
+        if g2 is None:
+            return tried
+        again = self._register(g2, [(e + r.east_m, n + r.north_m, self.cfg.min_search_m)], 0.0)
+        if not again or again[0][2].quality < r.quality:
+            return tried
+        return [(e, n, compose(r, again[0][2]))]
 
     def _decide(
         self,

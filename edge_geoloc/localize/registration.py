@@ -68,6 +68,24 @@ class Registration:
         return math.sqrt(max(float(ev[1]), 0.0)), math.sqrt(max(float(ev[0]), 0.0))
 
 
+def compose(first: Registration, second: Registration) -> Registration:
+    """``second`` found after projecting the frame again with ``first``'s correction applied (heading) and the
+    window moved by it (place): the corrections add up; quality and covariance are the second's.
+
+    Why twice: a tilted camera's ground image for a heading 15 degrees off is not that image rotated by 15
+    degrees (the look point and the footprint move with it), so one registration leaves about a degree
+    and a metre that a second, from the corrected heading, removes."""
+    return Registration(
+        first.east_m + second.east_m,
+        first.north_m + second.north_m,
+        first.rotation_deg + second.rotation_deg,
+        second.quality,
+        second.cov,
+        second.method,
+        second.note,
+    )
+
+
 def _failed(method: str, half_m: float, note: str) -> Registration:
     return Registration(0.0, 0.0, 0.0, 0.0, np.eye(2) * half_m**2, method, note)
 

@@ -68,15 +68,16 @@ class UavConfig:
 
 
 class UavVision:
-    """Drone frames (see the module docstring); the loop's encoder is the export's drone branch."""
+    """Drone frames (see the module docstring); the loop's encoder is the export's drone branch, or its aerial
+    branch itself used as the drone encoder (zero-shot: a model with no drone branch yet)."""
 
     warm_batch = 4
     spread_floor_div = 16.0  # shifted patches place candidates between tile centres: below a stride's quarter
 
     def __init__(self, loop: Localizer, camera: UavCamera, options: UavConfig | None = None) -> None:
-        drone = loop.encoder.card.branch("drone")
+        patch = loop.encoder.card.branch("aerial" if loop.encoder.branch == "aerial" else "drone")
         self.loop, self.camera, self.cfg = loop, camera, options or UavConfig()
-        self.rect = Rectifier(camera.lens, drone.width, drone.gsd_m)
+        self.rect = Rectifier(camera.lens, patch.width, patch.gsd_m)
         self.up_deg = -loop.convergence  # true-north-up patches, as the map's tiles
         self.held = 0  # frames that used an attitude older than max_age_s
         self._ground_rect: Rectifier | None = None  # the refine stage's patches (the imagery's GSD)

@@ -31,6 +31,7 @@ import argparse
 import multiprocessing as mp
 import os
 import platform
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -305,6 +306,7 @@ def main() -> int:
     result = {
         "benchmark": "uav",
         "quick": args.quick,
+        "arguments": "".join(f" {a}" for a in sys.argv[1:]),
         "model": str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model),
         "towns": list(towns),
         "frames_per_cell": n,
@@ -344,7 +346,7 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"Model `{r['model']}`; prior {r['prior']}; lens {r['lens']}; machine {r['machine']['platform']},"
         f" {r['machine']['cpus']} CPUs, load {[round(v, 1) for v in r['machine']['load_avg']]}; {r['seconds']} s.",
-        "Reproduce: `.venv/bin/python benchmarks/uav.py" + (" --quick`" if r["quick"] else "`"),
+        f"Reproduce: `.venv/bin/python benchmarks/uav.py{r.get('arguments', '')}`",
         "",
         "Pooled over altitudes and pitches:",
         "",

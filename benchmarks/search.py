@@ -644,12 +644,14 @@ _RSS_CHILD = """
 import json, sys, numpy as np
 from edge_geoloc.maps import MapIndex
 from edge_geoloc.maps.memory import resident
-path, work, rerank = sys.argv[1], sys.argv[2], int(sys.argv[3])
+path, work, rerank, access = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 files = [path + '/' + f for f in ({files!r})]
 spec = json.load(open(work + '/workload.json'))
 data = np.load(work + '/workload.npz')
 r0 = resident(files)
-index = MapIndex.open(path, memory_cap_mb=1e6, rerank=rerank)
+# 'default': the product's default descriptor access (what a device gets), else the one named
+options = {{}} if access == 'default' else {{'descriptor_access': access}}
+index = MapIndex.open(path, memory_cap_mb=1e6, rerank=rerank, **options)
 stages = {{'open': resident(files) - r0}}
 index.search(data['drive_q'][0], None, k=10, method='hnsw')
 stages['graphs'] = resident(files) - r0
@@ -663,7 +665,7 @@ for s, scopes in spec['scopes'].items():
         index.search(v, sc, k=10)
 stages['scattered'] = resident(files) - r0
 print(json.dumps({{k: {{'rss': v.rss, 'anon': v.anon, **v.files}} for k, v in stages.items()}}
-                 | {{'lru': index.memory_bytes, 'tiles': index.n_tiles}}))
+                 | {{'lru': index.memory_bytes, 'tiles': index.n_tiles, 'access': index.descriptor_access}}))
 """
 
 
@@ -676,8 +678,9 @@ def drop_page_cache(folder: Path) -> None:
                 os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
-def measure_resident(bundle: Path, work: Path, rerank: int) -> dict:
-    """RSS stages of a fresh process on ``bundle`` (see the module docstring), bytes per tile."""
+def measure_resident(bundle: Path, work: Path, rerank: int, access: str = "default") -> dict:
+    """RSS stages of a fresh process on ``bundle`` (see the module docstring), bytes per tile; ``access``:
+    the index's descriptor access ('default': MapIndex's own, what a device runs), reported back."""
     import json
     import subprocess
     import sys
@@ -685,7 +688,7 @@ def measure_resident(bundle: Path, work: Path, rerank: int) -> dict:
     drop_page_cache(bundle)
     code = _RSS_CHILD.format(files=[DESCRIPTORS, TILES])
     out = subprocess.run(
-        [sys.executable, "-c", code, str(bundle), str(work), str(rerank)], capture_output=True, text=True
+        [sys.executable, "-c", code, str(bundle), str(work), str(rerank), access], capture_output=True, text=True
     )
     if out.returncode:
         raise SystemExit(f"resident measurement failed:\n{out.stderr}")
@@ -696,7 +699,7 @@ def measure_resident(bundle: Path, work: Path, rerank: int) -> dict:
         for stage, vals in res.items()
         if isinstance(vals, dict)
     }
-    return {"resident": per, "lru_bytes_per_tile": round(res["lru"] / n, 1)}
+    return {"resident": per, "lru_bytes_per_tile": round(res["lru"] / n, 1), "access": res["access"]}
 
 
 def memory_rows(args: argparse.Namespace, grids: list[np.ndarray], d0: int, on_rows=None) -> list[dict]:
@@ -801,7 +804,7 @@ def _fmt_memory(rows: list[dict]) -> str:
     r0 = rows[0]
     res = r0["resident"]
     head = (
-        f"  {r0['method']}: resident B/tile graphs {res['graphs']['rss']:.0f} (anon {res['graphs']['anon']:.0f}),"
+        f"  {r0['method']} ({r0.get('access', 'map')} access): resident B/tile graphs {res['graphs']['rss']:.0f} (anon {res['graphs']['anon']:.0f}),"
         f" drive {res['drive']['rss']:.0f}, scattered {res['scattered']['rss']:.0f}"
         f" (descriptors {res['scattered']['descriptors']:.0f}, tiles {res['scattered']['tiles']:.0f})"
     )

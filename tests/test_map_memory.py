@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from mapkit import descriptor_map, small_tiling
 
-from edge_geoloc.maps import MapIndex
+from edge_geoloc.maps import BundleError, MapIndex
 from edge_geoloc.maps.bundle import DESCRIPTORS, TILES
 from edge_geoloc.maps.memory import resident
 
@@ -119,3 +119,112 @@ def test_a_lifted_projected_graph_scores_exactly_the_projections_inner_product()
     assert np.mean([len(np.intersect1d(a, b)) / 20 for a, b in zip(labels, best)]) >= 0.95
     with pytest.raises(ValueError, match="needs a projection"):
         build_graph(x, HnswInfo(dim=64, lifted=True), 0)
+
+
+def same_result(a, b) -> None:
+    """Two SearchResults equal bit for bit (scores compared as bytes, not within a tolerance)."""
+    for f in ("ids", "scores", "east", "north", "lat", "lon", "rows"):
+        x, y = getattr(a, f), getattr(b, f)
+        assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes(), f
+    assert (a.in_scope, a.method, a.shards, a.reason) == (b.in_scope, b.method, b.shards, b.reason)
+
+
+def test_read_and_map_descriptor_access_give_identical_results(wide_map):
+    path, tiling, desc = wide_map
+    read = MapIndex.open(path, rerank=4)
+    mapped = MapIndex.open(path, rerank=4, descriptor_access="map")
+    assert read.descriptor_access == "read" and mapped.descriptor_access == "map"
+    rng = np.random.default_rng(11)
+    tiles = rng.integers(len(desc), size=12)
+    q = desc[tiles] + 0.05 * rng.standard_normal((12, desc.shape[1]))
+    centres = list(zip(*tiling.centre(tiles)))
+    scopes = [None, *[(float(e), float(n), r) for (e, n), r in zip(centres, (60.0, 150.0, 400.0, 900.0) * 3)]]
+    for method in ("auto", "exact", "hnsw"):
+        for k in (1, 10, 100):  # 100: more result rows than the tile scratch holds at first
+            for v, sc in zip(q, scopes):
+                same_result(read.search(v, sc, k, method), mapped.search(v, sc, k, method))
+    # 700 x 2 scan candidates: re-scored in one block larger than the float32 scratch
+    same_result(read.search(q[0], None, 700, "exact"), mapped.search(q[0], None, 700, "exact"))
+    for a, b in zip(read.search_batch(q, scopes[: len(q)]), mapped.search_batch(q, scopes[: len(q)])):
+        same_result(a, b)
+    outside = (tiling.east_min - 5000.0, tiling.north_max + 5000.0, 100.0)
+    same_result(read.search(q[0], outside), mapped.search(q[0], outside))
+    with pytest.raises(ValueError, match="descriptor_access must be one of read, map"):
+        MapIndex.open(path, descriptor_access="mmap")
+
+
+@linux
+def test_read_access_keeps_descriptor_and_tile_pages_out_of_rss(wide_map, tmp_path):
+    import shutil
+
+    src, tiling, desc = wide_map
+    path = shutil.copytree(src, tmp_path / "copy")  # a path no earlier test's index maps
+    files = [path / DESCRIPTORS, path / TILES]
+    e, n = tiling.centre(tiling.tile_id(48, 48))
+    for access in ("read", "map"):
+        drop_page_cache(path)
+        r0 = resident(files)
+        index = MapIndex.open(path, descriptor_access=access)
+        for method in ("exact", "hnsw", "auto"):
+            assert index.search(desc[tiling.tile_id(48, 48)], (e, n, 300.0), 10, method).ids[0] == tiling.tile_id(
+                48, 48
+            )
+            assert len(index.search(desc[0], None, 10, method)) == 10
+        used = (resident(files) - r0).files
+        if access == "read":  # positioned reads: the pages sit in the page cache, none in this process
+            assert used[str(path / DESCRIPTORS)] == 0 and used[str(path / TILES)] == 0
+        else:
+            assert used[str(path / DESCRIPTORS)] > 0 and used[str(path / TILES)] > 0
+        del index
+
+
+def test_a_file_truncated_under_an_open_index_is_refused_naming_file_and_row(wide_map, tmp_path):
+    import shutil
+
+    src, _, desc = wide_map
+    n = len(desc)
+    for name in (DESCRIPTORS, TILES):
+        path = shutil.copytree(src, tmp_path / name)
+        index = MapIndex.open(path)
+        last = int(index.bundle.tiles["id"][-1])
+        assert index.search(desc[last], None, 10, "exact").rows[0] == n - 1  # every shard verified and read
+        reader = index._reader if name == DESCRIPTORS else index._tile_reader
+        os.truncate(path / name, reader.offset + (n - 1) * reader.row_bytes + 3)  # the last row cut short
+        with pytest.raises(BundleError, match=rf"{name}: row {n - 1}: the file ends at byte .* bytes short"):
+            index.search(desc[last], None, 10, "exact")
+
+
+@pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0)])
+def test_row_reader_reads_any_sorted_rows_of_any_npy_version(tmp_path, version):
+    from numpy.lib import format as npy
+
+    from edge_geoloc.maps.bundle import TILE_DTYPE
+    from edge_geoloc.maps.memory import RowReader
+
+    rng = np.random.default_rng(5)
+    tiles = np.zeros(3000, TILE_DTYPE)
+    tiles["id"], tiles["east"] = np.arange(3000), rng.standard_normal(3000)
+    arrays = {"desc.npy": rng.standard_normal((3000, 24)).astype(np.float16), "tiles.npy": tiles}
+    for name, a in arrays.items():
+        with open(tmp_path / name, "wb") as f:
+            npy.write_array(f, a, version=version)
+        out = np.empty_like(a)
+        # the default coalescing, every row read alone, everything through the scratch
+        for gap, solo in ((4096, 4096), (0, 1), (1 << 20, 1 << 30)):
+            reader = RowReader(tmp_path / name, gap=gap, solo=solo)
+            assert (reader.shape, reader.dtype) == (a.shape, a.dtype)
+            # scattered rows, rows sharing pages, runs with gaps, contiguous runs, the first and the last row
+            for rows in (
+                np.sort(rng.choice(3000, 50, replace=False)),
+                np.sort(rng.choice(3000, 400, replace=False)),
+                np.arange(100, 900, 3),
+                np.concatenate([np.arange(10, 200), np.arange(205, 260), np.arange(2000, 2010)]),
+                np.arange(2000, 3000),
+                np.array([0, 1, 2, 70, 71, 1500, 2999]),
+                np.array([7]),
+            ):
+                got = reader.read(rows, out)
+                assert got.tobytes() == a[rows].tobytes()
+            for bad in (np.array([5, 3]), np.arange(200, 100, -1), np.array([4, 4, 5])):
+                with pytest.raises(ValueError, match="sorted"):
+                    reader.read(bad, out)

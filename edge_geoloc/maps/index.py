@@ -16,8 +16,12 @@ A scope is a disc ``(east, north, radius_m)`` around the GPS prior; ``None`` sea
    scan of the scope would have ranked.
 
 Shard graphs are loaded on first use and kept in an LRU under a memory cap (a Jetson shares 4-16 GB
-between CPU and GPU); descriptors and the tile table stay memory-mapped, and a search maps only the
-pages it reads (:mod:`edge_geoloc.maps.memory`). A graph built on a PCA projection of the descriptors
+between CPU and GPU). A search reads the descriptor rows it scans or re-ranks, and its results' tile-table
+rows, with positioned reads into scratch buffers (``descriptor_access="read"``, the default): those pages
+stay in the kernel's page cache, shared and reclaimable, and out of the process's RSS (at 1M tiles the
+memory map's pages cost ~240 B a tile of RSS after searches all over the city; results are identical).
+``descriptor_access="map"`` reads them through the memory maps instead, mapping only the pages it reads
+(:mod:`edge_geoloc.maps.memory`). A graph built on a PCA projection of the descriptors
 (``map build --hnsw-dim``) costs a fraction of a full one; its candidates are re-ranked exactly on
 the float16 descriptors (``rerank`` x k per shard). Scores are cosine similarities.
 """
@@ -31,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_geoloc.maps.bundle import DESCRIPTORS, TILES, Bundle, BundleError, check_encoder
+from edge_geoloc.maps.bundle import DESCRIPTORS, TILE_DTYPE, TILES, Bundle, BundleError, check_encoder
 from edge_geoloc.maps.graph import graph_queries
-from edge_geoloc.maps.memory import advise_random, evict
+from edge_geoloc.maps.memory import RowReader, advise_random, evict
 from edge_geoloc.maps.search import _LRU, CostModel, SearchResult, _Part, _Stats
 
 try:  # OpenCV converts float16 with F16C, 2-3x numpy's scalar loop
@@ -54,6 +58,7 @@ except Exception:  # pragma: no cover - an OpenCV without float16
 Scope = tuple[float, float, float]  # east, north, radius in metres (map CRS)
 
 CHUNK_ROWS = 1024  # float32 rows converted at a time: stays in L2
+ACCESS = ("read", "map")  # how a search reads descriptor and tile rows (see the module docstring)
 
 
 class MapIndex:
@@ -66,8 +71,12 @@ class MapIndex:
         ef_search: int | None = None,
         cost: CostModel | None = None,
         rerank: int | None = None,
+        descriptor_access: str = "read",
     ) -> None:
+        if descriptor_access not in ACCESS:
+            raise ValueError(f"descriptor_access must be one of {', '.join(ACCESS)}, got {descriptor_access!r}")
         self.bundle = bundle
+        self.descriptor_access = descriptor_access
         self.manifest = bundle.manifest
         self.tiling = self.manifest.tiling.tiling()
         self.grid = bundle.grid
@@ -99,6 +108,18 @@ class MapIndex:
         t = self.tiling
         self._geo = (t.east_min, t.north_max, t.stride_m, t.n_rows, t.n_cols, self.grid.shard_tiles, self.grid.n_cols)
         self._buf = np.empty((CHUNK_ROWS, self.dim), dtype=np.float32)
+        # Positioned reads (descriptor_access "read"): one reader per file, float16 and tile-row scratch.
+        self._reader = self._tile_reader = None
+        if descriptor_access == "read":
+            self._reader = RowReader(bundle.path / DESCRIPTORS)
+            self._tile_reader = RowReader(bundle.path / TILES)
+            for r, a in ((self._reader, bundle.descriptors), (self._tile_reader, bundle.tiles)):
+                if (r.offset, r.shape, r.dtype) != (a.offset, a.shape, a.dtype):  # the file changed since opening
+                    raise BundleError(f"{r.path}: header gives {r.dtype} {r.shape} at byte {r.offset}, not the map's")
+            self._h16 = np.empty((CHUNK_ROWS, self.dim), dtype=np.float16)
+            self._held = np.zeros(0, np.int64)  # the rows _h16 holds (the last block scanned)
+            self._r16 = np.empty((CHUNK_ROWS, self.dim), dtype=np.float16)
+            self._tbuf = np.empty(64, dtype=TILE_DTYPE)
 
     @classmethod
     def open(
@@ -111,8 +132,11 @@ class MapIndex:
         ef_search: int | None = None,
         cost: CostModel | None = None,
         rerank: int | None = None,
+        descriptor_access: str = "read",
     ) -> MapIndex:
-        """Open a bundle; with ``card`` (a ModelCard or an export folder) refuse a map of another aerial encoder."""
+        """Open a bundle; with ``card`` (a ModelCard or an export folder) refuse a map of another aerial encoder.
+
+        ``descriptor_access``: ``read`` (positioned reads, out of RSS) or ``map`` (through the memory maps)."""
         bundle = Bundle(path, verify=verify)
         if card is not None:
             if isinstance(card, (str, Path)):
@@ -120,7 +144,14 @@ class MapIndex:
 
                 card = load_card(card)
             check_encoder(bundle.manifest, card, str(path))
-        return cls(bundle, memory_cap_mb=memory_cap_mb, ef_search=ef_search, cost=cost, rerank=rerank)
+        return cls(
+            bundle,
+            memory_cap_mb=memory_cap_mb,
+            ef_search=ef_search,
+            cost=cost,
+            rerank=rerank,
+            descriptor_access=descriptor_access,
+        )
 
     # --- shard state ------------------------------------------------------------------------------
 
@@ -269,15 +300,44 @@ class MapIndex:
 
     # --- scoring ----------------------------------------------------------------------------------
 
+    def _rows16(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """float16 descriptor rows (sorted): read into ``out`` (default: the scratch, at most CHUNK_ROWS
+        rows), or from the memory map."""
+        if self._reader is None:
+            n = len(rows)
+            return self.desc[rows[0] : rows[-1] + 1] if n and rows[-1] - rows[0] == n - 1 else self.desc[rows]
+        if out is None:
+            self._held = rows
+            return self._reader.read(rows, self._h16)
+        return self._reader.read(rows, out)
+
+    def _candidates16(self, rows: np.ndarray) -> np.ndarray:
+        """float16 rows (sorted) to re-score: those the last scanned block holds from it, the rest read (a
+        scope's scan candidates cost no second read)."""
+        if self._reader is None:
+            return self._rows16(rows)
+        n, held = len(rows), self._held
+        if n > CHUNK_ROWS:
+            return self._reader.read(rows, np.empty((n, self.dim), np.float16))
+        if len(held) == 0:
+            return self._reader.read(rows, self._r16)
+        pos = np.minimum(np.searchsorted(held, rows), len(held) - 1)
+        hit = held[pos] == rows
+        if hit.all():
+            return self._h16[pos]
+        out = self._r16[:n]
+        miss = ~hit
+        out[miss] = self._reader.read(rows[miss], np.empty((n, self.dim), np.float16))
+        out[hit] = self._h16[pos[hit]]
+        return out
+
     def _score_rows(self, rows: np.ndarray, q: np.ndarray) -> np.ndarray:
         """Exact scores (n, m) of descriptor rows (sorted) against queries q (m, D)."""
         out = np.empty((len(rows), q.shape[0]), dtype=np.float32)
         self.stats.rows_scored += len(rows)
-        contiguous = len(rows) > 0 and rows[-1] - rows[0] == len(rows) - 1
         for s in range(0, len(rows), CHUNK_ROWS):
             e = min(len(rows), s + CHUNK_ROWS)
-            block = self.desc[rows[s] : rows[e - 1] + 1] if contiguous else self.desc[rows[s:e]]
-            buf = _to_f32(block, self._buf[: e - s])
+            buf = _to_f32(self._rows16(rows[s:e]), self._buf[: e - s])
             np.dot(buf, q.T, out=out[s:e])
         return out
 
@@ -288,12 +348,23 @@ class MapIndex:
         if len(rows) == 0:
             return np.zeros(0, np.float32)
         self.stats.rows_scored += len(rows)
-        block = (
-            _to_f32(self.desc[rows], self._buf[: len(rows)])
-            if len(rows) <= CHUNK_ROWS
-            else self.desc[rows].astype(np.float32)
-        )
+        if len(rows) <= CHUNK_ROWS:
+            block = _to_f32(self._candidates16(rows), self._buf[: len(rows)])
+        else:
+            block = self._candidates16(rows).astype(np.float32)
         return np.einsum("ij,j->i", block, q)
+
+    def _tiles_of(self, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(ids, east, north, lat, lon) of result rows (any order), from the tile table."""
+        if self._tile_reader is None:
+            return self._ids[rows], self._east[rows], self._north[rows], self._lat[rows], self._lon[rows]
+        order = np.argsort(rows, kind="stable")
+        if len(self._tbuf) < len(rows):
+            self._tbuf = np.empty(len(rows), dtype=TILE_DTYPE)
+        got = self._tile_reader.read(rows[order], self._tbuf)
+        t = np.empty(len(rows), dtype=TILE_DTYPE)
+        t[order] = got
+        return tuple(np.ascontiguousarray(t[f]) for f in ("id", "east", "north", "lat", "lon"))
 
     def _graph(self, p: _Part, q: np.ndarray, k: int) -> list[tuple[np.ndarray, float]]:
         """Per query: the shard graph's ``k`` nearest rows and the approximate score of the last."""
@@ -466,17 +537,18 @@ class MapIndex:
                 scores_j = np.concatenate([scores_j, self._rescore(extra, q[j])])
             order = np.lexsort((rows_j, -scores_j))[:k]  # ties broken by row: deterministic
             rows_k = rows_j[order]
+            ids, east, north, lat, lon = self._tiles_of(rows_k)
             kinds = {p.method for p in parts}
             used = "mixed" if len(kinds) > 1 else kinds.pop()
             self.stats.methods[used] = self.stats.methods.get(used, 0) + 1
             results.append(
                 SearchResult(
-                    ids=self._ids[rows_k],
+                    ids=ids,
                     scores=scores_j[order].astype(np.float32),
-                    east=self._east[rows_k],
-                    north=self._north[rows_k],
-                    lat=self._lat[rows_k],
-                    lon=self._lon[rows_k],
+                    east=east,
+                    north=north,
+                    lat=lat,
+                    lon=lon,
                     rows=rows_k,
                     in_scope=n_in,
                     method=used,

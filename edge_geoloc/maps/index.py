@@ -86,9 +86,10 @@ class MapIndex:
         self.lifted = self.manifest.hnsw.lifted
         self.ef_search = ef_search or self.manifest.hnsw.ef_search
         self.cost = cost or CostModel()
-        # Graph candidates re-scored per shard: k when the graph holds the descriptors themselves, more
-        # when it holds a PCA projection (its ranking is approximate).
-        self.rerank = rerank or (1 if self.hdim == self.dim else 2)
+        # Graph candidates re-scored per shard: k when the graph holds the descriptors themselves, 4 x k
+        # when it holds a PCA projection (its ranking is approximate: at 1M tiles 2 x k gave recall@10
+        # 0.988 at a 2 km scope, 4 x k 1.000; benchmarks/results/search_memory_log.md).
+        self.rerank = rerank or (1 if self.hdim == self.dim else 4)
         # How far a graph's approximate score may sit below the exact one (float rounding, or the
         # variance a projection drops) when deciding whether a short cut shard needs a scan.
         self.margin = 1e-3 if self.hdim == self.dim else 0.1

@@ -102,7 +102,10 @@ def test_registering_again_from_the_corrected_pose_adds_up_to_the_whole_correcti
     both = compose(first, second)
     assert abs(both.east_m - east) < GSD and abs(both.north_m - north) < GSD, (both.east_m, both.north_m)
     assert abs(both.rotation_deg - turn) < 0.5, both.rotation_deg
-    assert (both.quality, both.method) == (second.quality, second.method) and both.cov is second.cov
+    assert (both.quality, both.method) == (second.quality, second.method)
+    # the wide first search's covariance (a road's ridge shows there), unless the second's is wider
+    wider = max((first.cov, second.cov), key=np.trace)
+    assert both.cov is wider
 
 
 def test_another_season_and_sun_still_registers():

@@ -70,17 +70,20 @@ class Registration:
 
 def compose(first: Registration, second: Registration) -> Registration:
     """``second`` found after projecting the frame again with ``first``'s correction applied (heading) and the
-    window moved by it (place): the corrections add up; quality and covariance are the second's.
+    window moved by it (place): the corrections add up; the quality is the second's. The covariance is the
+    wider of the two: the second pass searches a small window, which cannot show how far a ridge along a
+    straight road runs; the first, wide search saw it.
 
     Why twice: a tilted camera's ground image for a heading 15 degrees off is not that image rotated by 15
     degrees (the look point and the footprint move with it), so one registration leaves about a degree
     and a metre that a second, from the corrected heading, removes."""
+    cov = first.cov if np.trace(first.cov) >= np.trace(second.cov) else second.cov
     return Registration(
         first.east_m + second.east_m,
         first.north_m + second.north_m,
         first.rotation_deg + second.rotation_deg,
         second.quality,
-        second.cov,
+        cov,
         second.method,
         second.note,
     )

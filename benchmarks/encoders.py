@@ -156,7 +156,7 @@ def bench_case(case: Case, work: Path, demo: Path | None, threads: int, notes: l
     each iteration, so all of them see the same machine load: the ratios hold on a shared machine."""
     import torch
 
-    from edge_geoloc.export.flops import branch_flops
+    from edge_geoloc.export.flops import branch_flops, ground_view_flops
     from edge_geoloc.model.config import load_model_config
     from edge_geoloc.runtime.encoder import OrtEncoder
 
@@ -195,8 +195,7 @@ def bench_case(case: Case, work: Path, demo: Path | None, threads: int, notes: l
             card = encoder.card
             mcfg = load_model_config(card.config)
             flops = branch_flops(mcfg, case.branch, keep)
-            # a BEV model's street graph also runs the aerial branch on the panorama's ground view
-            ground = branch_flops(mcfg, "aerial") if case.branch == "street" and mcfg.bev_px else None
+            ground = ground_view_flops(mcfg) if case.branch == "street" else None
             gflops = flops.gflops_full + (ground.gflops_full if ground else 0.0)
             gmacs = flops.gmacs_paper + (ground.gmacs_paper if ground else 0.0)
             t = np.array(times[(keep, backend)])

@@ -110,6 +110,12 @@ def branch_flops(cfg: ModelConfig, branch: Literal["street", "aerial"], keep_rat
     return BranchFlops(branch, (b.height, b.width), n, kept, tokens, linear, attention, params)
 
 
+def ground_view_flops(cfg: ModelConfig, keep_ratio: float | None = None) -> BranchFlops | None:
+    """A BEV model's street graph also runs the (shared) aerial branch on the panorama's ground view; None
+    for a model without one."""
+    return branch_flops(cfg, "aerial", keep_ratio) if cfg.bev_px else None
+
+
 def offset_flops(cfg: ModelConfig) -> dict[str, float]:
     """The offset head's MLP (runs once per candidate tile; not part of the encoder totals)."""
     h, d2 = cfg.offset_hidden, 2 * cfg.descriptor_dim
@@ -126,8 +132,7 @@ def model_flops(cfg: ModelConfig, keep_ratio: float | None = None) -> dict[str, 
     unpruned = branch_flops(cfg, "aerial", 1.0)
     saved_macs = unpruned.linear_conv_macs - aerial.linear_conv_macs
     saved_full = unpruned.gflops_full - aerial.gflops_full
-    # A BEV model's street graph also runs the (shared) aerial branch on the panorama's ground view.
-    ground = aerial if cfg.bev_px else None
+    ground = ground_view_flops(cfg, keep)
     return {
         "config": cfg.name,
         "keep_ratio": keep,

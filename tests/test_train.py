@@ -104,4 +104,15 @@ def test_eval_cli_writes_report(workspace, capsys):
     loc = row["localization"]
     assert {"all", "box200m", "1000m", "500m", "200m"} == set(loc)
     assert np.isfinite(loc["box200m"]["fused"]["median_m"])
-    assert "R@1" in capsys.readouterr().out
+    # the loop's registration re-ranked the box's best candidates (the tiny dataset states its camera)
+    reg = loc["box200m"]["registration"]
+    assert reg["k"] == 10 and reg["queries"] == row["queries"] and 0 <= reg["R@1"] <= 100
+    assert reg["positive_in_top_k"] >= reg["retrieval_R@1"]
+    assert np.isfinite(reg["verified"]["acc@5m"]) and np.isfinite(reg["retrieval"]["acc@5m"])
+    assert "registration of top-10" in capsys.readouterr().out
+    code = main(["eval", "--checkpoint", str(root / "run" / "best.pt"), "--data", str(data), "--json", str(out),
+                 "--orientation", "aligned", "--protocol", "cross_area", "--verify", "0"])  # fmt: skip
+    assert code == 0 and "registration" not in json.loads(out.read_text())["results"][0]["localization"]["box200m"]
+    with pytest.raises(SystemExit):
+        main(["eval", "--checkpoint", "x.pt", "--data", str(data), "--verify", "-1"])
+    assert "expected a whole number >= 0, got '-1'" in capsys.readouterr().err

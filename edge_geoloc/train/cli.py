@@ -41,7 +41,7 @@ def _eval(args: argparse.Namespace) -> int:
     from edge_geoloc.train.evaluation import evaluate_checkpoint, print_report
 
     report = evaluate_checkpoint(
-        args.checkpoint, args.data, **pick(args, "protocols", "orientations", "max_queries", "seed")
+        args.checkpoint, args.data, **pick(args, "protocols", "orientations", "max_queries", "seed", "verify")
     )
     print_report(report)
     if args.json:
@@ -51,6 +51,16 @@ def _eval(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(report, indent=1))
         print(f"wrote {args.json}")
     return 0
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -84,5 +94,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-queries", type=int, default=0, help="evaluate a seeded subset of queries (0: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noisy GPS priors and query subsets")
+    p.add_argument(
+        "--verify",
+        type=_count,
+        default=10,
+        metavar="K",
+        help="inside the +-100 m box, register the BEV against the top K candidates (the loop's refine stage; 0: off)",
+    )
     p.add_argument("--json", help="write the report here")
     p.set_defaults(func=_eval)

@@ -259,7 +259,12 @@ def main() -> int:
         action="store_true",
         help="only the aerial branch as the drone encoder (zero-shot), for a model with no drone branch (lite0-bev)",
     )
+    ap.add_argument(
+        "--drone-only", action="store_true", help="skip the zero-shot aerial comparison (measured on its own before)"
+    )
     args = ap.parse_args()
+    if args.drone_only and args.aerial_only:
+        ap.error("--drone-only and --aerial-only exclude each other")
 
     from edge_geoloc.maps import MapIndex
     from edge_geoloc.runtime import load_card, open_encoder
@@ -281,7 +286,7 @@ def main() -> int:
     towns = args.towns or (TOWNS[:1] if args.quick else TOWNS[:2])
     n = args.frames or (4 if args.quick else 10)
     encoders = {} if args.aerial_only else {"drone": open_encoder(model, "drone", intra_op_threads=args.workers)}
-    if not args.quick or args.aerial_only:
+    if (not args.quick and not args.drone_only) or args.aerial_only:
         encoders["aerial (zero-shot)"] = open_encoder(model, "aerial", intra_op_threads=args.workers)
     lens = DEMO_UAV_CAMERA.lens
     cells: dict[tuple, list[dict]] = {}

@@ -88,19 +88,16 @@ def mosaic_window(
     out = np.zeros((size, size, 3), np.uint8)
     valid = np.zeros((size, size), bool)
     src_gsd = tile_m / tiles.shape[2]
+    f = gsd_m / src_gsd  # window pixels per tile pixel
+    c = (tiles.shape[1] - 1) / 2.0
+    ones = np.ones(tiles.shape[1:3], np.uint8)
     for n, (t, (oe, on)) in enumerate(zip(near, offs)):
         img = tiles[int(t)]
-        c = (img.shape[0] - 1) / 2.0
         # window pixel (x, y) -> tile pixel: east/north metres from the tile centre over the tile's GSD
-        f = gsd_m / src_gsd
         m = np.array([[f, 0.0, c - (k * gsd_m + oe) / src_gsd], [0.0, f, c - (k * gsd_m - on) / src_gsd]])
-        size_hw = (size, size)
-        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         src = cv2.GaussianBlur(img, (0, 0), 0.5 * f) if f > 1.0 + 1e-6 else img
-        warped = cv2.warpAffine(src, m, size_hw, flags=flags, borderValue=0)
-        inside = cv2.warpAffine(
-            np.ones(img.shape[:2], np.uint8), m, size_hw, flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
-        )
+        warped = cv2.warpAffine(src, m, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+        inside = cv2.warpAffine(ones, m, (size, size), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
         take = (owner == n) & (inside > 0)
         out[take] = warped[take]
         valid |= take

@@ -98,26 +98,6 @@ class Refinement:
     calibrated: bool  # a threshold was known (False: collected only, nothing changes)
 
 
-def resample_window(
-    img: np.ndarray, valid: np.ndarray, src_gsd_m: float, gsd_m: float, half_m: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """A square window of imagery centred on a point (its centre pixel) taken to a coarser ``gsd_m``: smoothed
-    against aliasing and resampled about the centre pixel, which stays on the point; ``2 * round(half_m /
-    gsd_m) + 1`` pixels a side. A window already at ``gsd_m`` or coarser is returned as it is."""
-    f = gsd_m / src_gsd_m
-    if f <= 1.0 + 1e-6:
-        return img, valid
-    k = round(half_m / gsd_m)
-    c_in, c_out = (img.shape[0] - 1) / 2.0, float(k)
-    m = np.array([[f, 0.0, c_in - f * c_out], [0.0, f, c_in - f * c_out]])
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    out = cv2.warpAffine(cv2.GaussianBlur(img, (0, 0), 0.5 * f), m, (2 * k + 1, 2 * k + 1), flags=flags)
-    ok = cv2.warpAffine(
-        valid.astype(np.uint8), m, (2 * k + 1, 2 * k + 1), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
-    )
-    return out, ok > 0
-
-
 def open_imagery(index: Any) -> Any | None:
     """The map's imagery layer (:class:`edge_geoloc.maps.ortho.MapOrtho`), or None when the bundle has none
     (said once) or ``index`` holds no bundle: the one place the loop touches the layer's API."""
@@ -140,9 +120,21 @@ class Refiner:
         self.gsd = max(cfg.gsd_m, imagery.gsd_m) if imagery is not None else cfg.gsd_m
 
     def window(self, east: float, north: float, half_m: float) -> tuple[np.ndarray, np.ndarray]:
-        """The imagery around a point at the working GSD (the layer's when coarser)."""
+        """The imagery around a point at the working GSD (the layer's when coarser): smoothed against aliasing
+        and resampled about the centre pixel, which stays on the point."""
         img, valid = self.imagery.window(east, north, half_m)
-        return resample_window(img, valid, self.imagery.gsd_m, self.gsd, half_m)
+        f = self.gsd / self.imagery.gsd_m
+        if f <= 1.0 + 1e-6:
+            return img, valid
+        k = round(half_m / self.gsd)
+        c_in, c_out = (img.shape[0] - 1) / 2.0, float(k)
+        m = np.array([[f, 0.0, c_in - f * c_out], [0.0, f, c_in - f * c_out]])
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        out = cv2.warpAffine(cv2.GaussianBlur(img, (0, 0), 0.5 * f), m, (2 * k + 1, 2 * k + 1), flags=flags)
+        ok = cv2.warpAffine(
+            valid.astype(np.uint8), m, (2 * k + 1, 2 * k + 1), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+        )
+        return out, ok > 0
 
     def _places(self, est: Estimate | None, m: Measurement) -> list[tuple[float, float, float]]:
         """(east, north, search radius) of each place to register around: the filter's estimate, then the best

@@ -50,12 +50,14 @@ class VerifyConfig:
 
 @dataclass
 class Verified:
-    """Per query: the chosen tile (index into the split's tiles), its registration quality and the position
-    (east/north metres in the split's plane; NaN where the scope held no tile)."""
+    """Per query: the chosen tile (index into the split's tiles), its registration quality, the position
+    (east/north metres in the split's plane; NaN where the scope held no tile) and the top-k tiles by
+    similarity it was chosen from (out-of-scope ones, when the scope holds fewer, last)."""
 
     tile: np.ndarray
     quality: np.ndarray
     position: np.ndarray
+    candidates: np.ndarray  # (Q, k)
 
 
 def bev_spec(ds: Any, cfg: VerifyConfig) -> BevSpec | None:
@@ -124,7 +126,7 @@ def verify_candidates(
     top = np.argsort(-sim, axis=1, kind="stable")[:, :k]
     windows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     q = len(queries)
-    out = Verified(np.full(q, -1), np.full(q, np.nan), np.full((q, 2), np.nan))
+    out = Verified(np.full(q, -1), np.full(q, np.nan), np.full((q, 2), np.nan), top)
     for row, i in enumerate(tqdm(queries, desc=f"verify top-{k}", unit="query", leave=False)):
         cands = [int(j) for j in top[row] if np.isfinite(sim[row, j])]
         if not cands:

@@ -72,6 +72,31 @@ def descriptor_map(
     return path, tiling, desc
 
 
+def low_rank_map(
+    out: Path, tiling: Tiling, dim: int = 32, rank: int = 6, hnsw_dim: int = 8, shard_tiles: int = 12, seed: int = 5
+) -> tuple[Path, np.ndarray]:
+    """A bundle of a rank-``rank`` descriptor field embedded in ``dim`` dims plus 1% noise, graphs on a
+    ``hnsw_dim``-d projection (>= rank: it keeps nearly everything, so projected candidates can find exact
+    search's tiles); returns (path, descriptors by tile id)."""
+    rng = np.random.default_rng(seed)
+    low = descriptor_field(tiling, dim=rank, seed=seed, noise=0.2)
+    desc = low @ rng.standard_normal((rank, dim)) + 0.01 * rng.standard_normal((len(tiling), dim))
+    desc = (desc / np.linalg.norm(desc, axis=1, keepdims=True)).astype(np.float32)
+    path = build_from_descriptors(
+        out,
+        crs=CRS,
+        tiling=tiling,
+        tile_ids=np.arange(len(tiling)),
+        descriptors=desc,
+        encoder=EncoderInfo(model="low", aerial_sha256=ENCODER_SHA, card_sha256="", descriptor_dim=dim, backend="test"),
+        region=RegionInfo("low", *CENTER, "descriptors"),
+        tile_px=32,
+        shard_tiles=shard_tiles,
+        hnsw_dim=hnsw_dim,
+    )
+    return path, desc
+
+
 # --- imagery --------------------------------------------------------------------------------------
 
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mapkit import descriptor_map, small_tiling
+from mapkit import descriptor_map, low_rank_map, small_tiling
 
 from edge_geoloc.maps import BundleError, MapIndex
 from edge_geoloc.maps.bundle import DESCRIPTORS, TILES
 from edge_geoloc.maps.memory import resident
+from edge_geoloc.maps.search import CostModel
 
 linux = pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads /proc/self/smaps")
 
@@ -119,6 +120,53 @@ def test_a_lifted_projected_graph_scores_exactly_the_projections_inner_product()
     assert np.mean([len(np.intersect1d(a, b)) / 20 for a, b in zip(labels, best)]) >= 0.95
     with pytest.raises(ValueError, match="needs a projection"):
         build_graph(x, HnswInfo(dim=64, lifted=True), 0)
+
+
+@pytest.fixture(scope="module")
+def low_rank(tmp_path_factory):
+    """1,296 tiles in 9 shards of 144, 32-d descriptors of rank ~6, graphs on an 8-d projection."""
+    tiling = small_tiling(36, 36)
+    path, desc = low_rank_map(tmp_path_factory.mktemp("memory") / "low", tiling)
+    return path, tiling, desc
+
+
+def test_a_projected_map_scans_projections_and_finds_exact_search_s_tiles(low_rank):
+    path, tiling, desc = low_rank
+    # Exact scans priced out and projected scans at next to nothing: every shard of more than 2 x 4k tiles
+    # that its graph would serve is served by a scan of its projections.
+    index = MapIndex.open(path, cost=CostModel(scan_ns_per_element=1e6, projected_ns_per_element=0.0))
+    rng = np.random.default_rng(8)
+    tiles = rng.integers(len(desc), size=24)
+    q = desc[tiles] + 0.02 * rng.standard_normal((24, desc.shape[1]))
+    centres = list(zip(*tiling.centre(tiles)))
+    scopes = [None, *[(float(e), float(n), r) for (e, n), r in zip(centres, (150.0, 300.0, 500.0) * 8)]][:24]
+    for v, scope in zip(q, scopes):
+        auto, exact = index.search(v, scope, k=5), index.exact_search(v, scope, k=5)
+        assert np.array_equal(auto.ids, exact.ids) and auto.scores.tobytes() == exact.scores.tobytes()
+        assert auto.method in ("projected", "mixed") and exact.method == "scan"
+        parts = index.scope_parts(scope)
+        index._choose(parts, 5, "auto")
+        assert any(p.method == "projected" and p.whole == (scope is None) for p in parts)  # cut and whole shards
+    assert index.stats.rows_projected > 0 and index.stats.methods["projected"] > 0
+    # Several queries share one scope: one projected scan scores them all, results as one by one.
+    for a, b in zip(index.search_batch(q[:6], scopes[1], k=5), [index.search(v, scopes[1], k=5) for v in q[:6]]):
+        assert np.array_equal(a.ids, b.ids) and a.scores.tobytes() == b.scores.tobytes()
+
+
+def test_a_projected_shard_s_codes_are_its_graph_s_vectors_and_count_in_the_lru(low_rank):
+    path, _, _ = low_rank
+    index = MapIndex.open(path)
+    g = index._index(0)
+    s = index.bundle.shards[0]
+    count, h = int(s["count"]), index.hdim
+    assert g.codes.shape == (count, h) and g.codes.dtype == np.int8
+    # The codes decode to the projections the graph holds (its first h coordinates; the last lifts), row by row.
+    held = g.index.get_items(np.arange(count) + int(s["start"]), return_type="numpy")[:, :h]
+    assert np.all(np.abs(g.codes * g.scale - held) <= g.scale / 2 + 1e-5)
+    # The LRU entry counts the codes and the projection beside the graph.
+    graph_only = int(s["index_bytes"]) + 100 * count + 65536 * 40
+    extra = g.codes.nbytes + g.scale.nbytes + g.mean.nbytes + g.basis.nbytes
+    assert index.cache.items[("index", 0)][1] == graph_only + extra == index.memory_bytes
 
 
 def same_result(a, b) -> None:

@@ -15,6 +15,7 @@ from mapkit import (
     descriptor_field,
     descriptor_map,
     files_of,
+    low_rank_map,
     pattern,
     small_tiling,
     write_geotiff,
@@ -28,7 +29,6 @@ from edge_geoloc.config import ConfigError
 from edge_geoloc.geo import MapCRS
 from edge_geoloc.mapbuild.build import (
     assemble,
-    build_from_descriptors,
     build_map,
     build_shard,
     pending_shards,
@@ -176,23 +176,8 @@ def test_shard_lru_stays_under_its_cap_and_changes_nothing(field_map):
 
 
 def test_projected_graphs_find_what_exact_search_finds_on_low_rank_descriptors(tmp_path):
-    tiling = small_tiling(24, 24)
-    rng = np.random.default_rng(5)
-    low = descriptor_field(tiling, dim=6, seed=5, noise=0.2)
-    desc = low @ rng.standard_normal((6, 32)) + 0.01 * rng.standard_normal((len(tiling), 32))
-    desc = (desc / np.linalg.norm(desc, axis=1, keepdims=True)).astype(np.float32)
-    path = build_from_descriptors(
-        tmp_path / "proj",
-        crs=CRS,
-        tiling=tiling,
-        tile_ids=np.arange(len(tiling)),
-        descriptors=desc,
-        encoder=EncoderInfo(model="low", aerial_sha256="ab" * 32, card_sha256="", descriptor_dim=32, backend="test"),
-        region=RegionInfo("low", *CENTER, "descriptors"),
-        tile_px=32,
-        shard_tiles=12,
-        hnsw_dim=8,
-    )
+    path, desc = low_rank_map(tmp_path / "proj", small_tiling(24, 24))
+    rng = np.random.default_rng(6)
     index = MapIndex.open(path, verify="full")
     assert index.manifest.hnsw.dim == 8 and len(list((path / "shards").glob("*.proj.npy"))) == 4
     q = desc[rng.integers(len(desc), size=30)] + 0.02 * rng.standard_normal((30, 32))

@@ -9,7 +9,10 @@ A scope is a disc ``(east, north, radius_m)`` around the GPS prior; ``None`` sea
    ``benchmarks/search.py``): an exact scan of the in-scope descriptors, contiguous in storage
    (float16 -> float32 and one matrix-vector product), or the shard's HNSW graph; a cut shard's
    graph is searched for ``k / fraction`` neighbours and filtered to the scope afterwards (hnswlib's
-   own filter is a Python callback per visited node: 20 ms at 2% selectivity);
+   own filter is a Python callback per visited node: 20 ms at 2% selectivity); a graph on a PCA
+   projection adds a third, a scan of the in-scope rows' int8 projections (derived when the shard's
+   graph loads, 64 B a tile at 64 dims) whose best ``rerank`` x k rows go on to step 3: a cut shard's
+   graph would walk ``rerank`` x k / fraction neighbours for them;
 3. every candidate is re-scored exactly against the stored descriptors and the best ``k`` kept;
 4. a cut shard whose filtered graph results fell short of ``k`` while still scoring above the
    current k-th best is scanned exactly, so a strategy choice never loses a tile that an exact
@@ -36,9 +39,9 @@ from typing import Any
 import numpy as np
 
 from edge_geoloc.maps.bundle import DESCRIPTORS, TILE_DTYPE, TILES, Bundle, BundleError, check_encoder
-from edge_geoloc.maps.graph import graph_queries
+from edge_geoloc.maps.graph import graph_dim, graph_queries, project, quantize
 from edge_geoloc.maps.memory import RowReader, advise_random, evict
-from edge_geoloc.maps.search import _LRU, CostModel, SearchResult, _Part, _Stats
+from edge_geoloc.maps.search import _LRU, CostModel, SearchResult, _Graph, _Part, _Stats
 
 try:  # OpenCV converts float16 with F16C, 2-3x numpy's scalar loop
     import cv2
@@ -93,6 +96,12 @@ class MapIndex:
         # How far a graph's approximate score may sit below the exact one (float rounding, or the
         # variance a projection drops) when deciding whether a short cut shard needs a scan.
         self.margin = 1e-3 if self.hdim == self.dim else 0.1
+        # The dimension a graph query is costed at (a projected graph's is floored: see CostModel).
+        self._graph_cost_dim = (
+            self.hdim
+            if self.hdim == self.dim
+            else max(graph_dim(self.manifest.hnsw), self.cost.projected_graph_min_dim)
+        )
         self.stats = _Stats()
         self.cache = _LRU(int(memory_cap_mb * 2**20), self.stats)
         # Plain ndarray views of the memory maps (np.memmap's per-access bookkeeping costs microseconds).
@@ -109,6 +118,8 @@ class MapIndex:
         t = self.tiling
         self._geo = (t.east_min, t.north_max, t.stride_m, t.n_rows, t.n_cols, self.grid.shard_tiles, self.grid.n_cols)
         self._buf = np.empty((CHUNK_ROWS, self.dim), dtype=np.float32)
+        n = CHUNK_ROWS if self.hdim < self.dim else 0  # projected scans: gathered codes, then as float32
+        self._c8, self._cbuf = np.empty((n, self.hdim), dtype=np.int8), np.empty((n, self.hdim), dtype=np.float32)
         # Positioned reads (descriptor_access "read"): one reader per file, float16 and tile-row scratch.
         self._reader = self._tile_reader = None
         if descriptor_access == "read":
@@ -160,23 +171,42 @@ class MapIndex:
     def n_tiles(self) -> int:
         return self.bundle.n_tiles
 
-    def _index(self, pos: int) -> Any:
+    def _index(self, pos: int) -> _Graph:
         key = ("index", pos)
-        index = self.cache.get(key)
-        if index is None:
+        graph = self.cache.get(key)
+        if graph is None:
             index = self.bundle.load_index(pos)
-            proj = self.bundle.load_projection(pos) if self.hdim < self.dim else None
             s = self.bundle.shards[pos]
             # Beside what it saves, hnswlib keeps per element a mutex, a label-map entry, its level, a link
             # pointer and a visited mark (~100 B), and per graph 65,536 label locks (2.6 MB): measured RSS at
             # 1M tiles in 16 shards is ~140 B a tile above the files (benchmarks/search.py --memory).
-            nbytes = (
-                int(s["index_bytes"]) + 100 * int(s["count"]) + 65536 * 40 + (0 if proj is None else proj[1].nbytes)
-            )
-            index = (index, proj)
-            self.cache.put(key, index, nbytes)
+            nbytes = int(s["index_bytes"]) + 100 * int(s["count"]) + 65536 * 40
+            if self.hdim < self.dim:
+                mean, basis = self.bundle.load_projection(pos)
+                codes, scale = quantize(self._projections(pos, mean, basis))
+                graph = _Graph(index, mean, basis, codes, scale)
+                nbytes += mean.nbytes + basis.nbytes + codes.nbytes + scale.nbytes
+            else:
+                graph = _Graph(index)
+            self.cache.put(key, graph, nbytes)
             self.stats.loads += 1
-        return index
+        return graph
+
+    def _projections(self, pos: int, mean: np.ndarray, basis: np.ndarray) -> np.ndarray:
+        """float32 projections of a shard's rows, from the descriptor file in blocks (then evicted from the page
+        cache, as verification leaves it): the rows a projected scan scores, in row order."""
+        a, b = self.bundle.rows(pos)
+        d, f = self.bundle.descriptors, self.bundle.path / DESCRIPTORS
+        row = d.strides[0]
+        y = np.empty((b - a, self.hdim), np.float32)
+        with open(f, "rb") as fh:
+            for s in range(a, b, 16 * CHUNK_ROWS):
+                e = min(b, s + 16 * CHUNK_ROWS)
+                fh.seek(d.offset + s * row)
+                block = np.fromfile(fh, np.float16, (e - s) * self.dim).reshape(e - s, self.dim)
+                y[s - a : e - a] = project(block, mean, basis)
+        evict(f, d.offset + a * row, (b - a) * row)
+        return y
 
     def _slots(self, pos: int) -> tuple[np.ndarray, np.ndarray]:
         """The shard's local grid both ways: slot[row - r0, col - c0] = local row of that tile (-1 where
@@ -203,7 +233,8 @@ class MapIndex:
 
     @property
     def memory_bytes(self) -> int:
-        """Bytes held by loaded graphs and slot tables (the LRU's accounting; descriptors are memory-mapped)."""
+        """Bytes held by loaded graphs (with a projected map's int8 projections) and slot tables (the LRU's
+        accounting; descriptors stay on disk)."""
         return self.cache.bytes
 
     # --- scope -> parts ---------------------------------------------------------------------------
@@ -281,7 +312,7 @@ class MapIndex:
         return (e0 + (p.box[5] + col) * s - e) ** 2 + (n1 - (p.box[4] + row) * s - n) ** 2 <= r * r
 
     def _choose(self, parts: list[_Part], k: int, method: str) -> None:
-        """Per part: scan or graph (and how many graph neighbours), by the cost model."""
+        """Per part: scan, projected scan or graph (and how many graph neighbours), by the cost model."""
         kc = k * self.rerank
         for p in parts:
             if method == "exact" or p.count <= 2 * kc:  # a graph of a handful of tiles is no faster, and hnswlib
@@ -292,12 +323,20 @@ class MapIndex:
             if method == "hnsw":
                 p.method = "hnsw"
                 continue
-            if not p.whole and frac < self.cost.min_fraction:
+            graph = (
+                math.inf
+                if not p.whole and frac < self.cost.min_fraction
+                else self.cost.hnsw_us(max(self.ef_search, p.k), self._graph_cost_dim)
+            )
+            if self.cost.scan_us(p.n, self.dim) <= graph:
                 p.method = "scan"
-                continue
-            ef = max(self.ef_search, p.k)
-            scan, graph = self.cost.scan_us(p.n, self.dim), self.cost.hnsw_us(ef, self.hdim)
-            p.method = "scan" if scan <= graph else "hnsw"
+            elif self.hdim < self.dim and self.cost.projected_us(p.n, self.hdim) <= graph:
+                # Where a projected graph would serve the part, a scan of its rows' projections if cheaper: the
+                # same ranking, exact rather than walked, and the same k * rerank rows to re-score. A part that
+                # is scanned exactly stays so (on near-duplicate tiles a projection cannot rank them).
+                p.method = "projected"
+            else:
+                p.method = "hnsw"
 
     # --- scoring ----------------------------------------------------------------------------------
 
@@ -369,13 +408,31 @@ class MapIndex:
 
     def _graph(self, p: _Part, q: np.ndarray, k: int) -> list[tuple[np.ndarray, float]]:
         """Per query: the shard graph's ``k`` nearest rows and the approximate score of the last."""
-        index, proj = self._index(p.pos)
-        index.set_ef(max(self.ef_search, k))
-        labels, dist = index.knn_query(graph_queries(q, None if proj is None else proj[1], self.lifted), k=k)
+        g = self._index(p.pos)
+        g.index.set_ef(max(self.ef_search, k))
+        labels, dist = g.index.knn_query(graph_queries(q, g.basis, self.lifted), k=k)
         worst = 1.0 - dist[:, -1]
-        if proj is not None:  # the graph ranks q . (x - mean): add q . mean back
-            worst = worst + q @ proj[0]
+        if g.mean is not None:  # the graph ranks q . (x - mean): add q . mean back
+            worst = worst + q @ g.mean
         return [(labels[j].astype(np.int64), float(worst[j])) for j in range(len(q))]
+
+    def _projected(self, p: _Part, q: np.ndarray, scope: Scope | None) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, approximate scores (n, m)) of a part's in-scope rows by their int8 projections: ranked as the
+        shard's graph ranks them (q . mean, the same for every row of the shard, left out)."""
+        g = self._index(p.pos)
+        codes = g.codes
+        assert codes is not None and g.basis is not None and g.scale is not None
+        local = None if p.whole else self._disc_rows(p, scope)  # type: ignore[arg-type]
+        n = p.count if local is None else len(local)
+        w = (q @ g.basis * g.scale).T  # (d, m): the code scale folded into the query
+        out = np.empty((n, len(q)), np.float32)
+        for s in range(0, n, CHUNK_ROWS):  # gathered and converted a block at a time: stays in L2
+            e = min(n, s + CHUNK_ROWS)
+            block = codes[s:e] if local is None else np.take(codes, local[s:e], axis=0, out=self._c8[: e - s])
+            np.copyto(self._cbuf[: e - s], block)
+            np.dot(self._cbuf[: e - s], w, out=out[s:e])
+        self.stats.rows_projected += n
+        return p.start + (np.arange(n) if local is None else local), out
 
     def _verify(self, parts: Sequence[_Part]) -> None:
         done = self.bundle._verified
@@ -483,6 +540,7 @@ class MapIndex:
         cand_rows: list[list[np.ndarray]] = [[] for _ in range(m)]
         short: list[list[tuple[_Part, float]]] = [[] for _ in range(m)]
 
+        want = k * self.rerank
         scan = [p for p in parts if p.method == "scan"]
         if scan:
             rows = np.concatenate(
@@ -491,19 +549,15 @@ class MapIndex:
                     for p in scan
                 ]  # type: ignore[arg-type]
             )
-            scores = self._score_rows(rows, q)
             # 2k by the fast (BLAS) scores; the final re-scoring picks k, so near-ties at rank k fall the
             # same way whatever strategy found them.
-            kk = min(2 * k, len(rows))
-            top = (
-                np.argpartition(-scores, kk - 1, axis=0)[:kk]
-                if kk < len(rows)
-                else np.broadcast_to(np.arange(len(rows))[:, None], (len(rows), m))
-            )
-            for j in range(m):
-                cand_rows[j].append(rows[top[:, j]])
-
-        want = k * self.rerank
+            for j, best in enumerate(_best(rows, self._score_rows(rows, q), 2 * k)):
+                cand_rows[j].append(best)
+        # Per shard, the best k * rerank by the projections (what a perfect graph of the shard would return;
+        # pooling them across shards instead lost recall: 0.79 on the whole 1M-tile bench map).
+        for p in (p for p in parts if p.method == "projected"):
+            for j, best in enumerate(_best(*self._projected(p, q, scope), want)):
+                cand_rows[j].append(best)
         for p in (p for p in parts if p.method == "hnsw"):
             for j, (lab, worst) in enumerate(self._graph(p, q, p.k)):
                 if not p.whole:
@@ -561,6 +615,14 @@ class MapIndex:
     def refuse_mismatch(self, card: Any) -> None:
         """Raise :class:`BundleError` unless ``card`` (a street encoder's ModelCard) pairs with this map."""
         check_encoder(self.manifest, card, str(self.bundle.path))
+
+
+def _best(rows: np.ndarray, scores: np.ndarray, n: int) -> list[np.ndarray]:
+    """Per query (a column of ``scores``): the ``n`` best of ``rows`` (any order), all of them when fewer."""
+    if n >= len(rows):
+        return [rows] * scores.shape[1]
+    top = np.argpartition(-scores, n - 1, axis=0)[:n]
+    return [rows[top[:, j]] for j in range(scores.shape[1])]
 
 
 __all__ = ["BundleError", "CostModel", "MapIndex", "Scope", "SearchResult"]

@@ -1,5 +1,5 @@
 """What a scoped search returns and what it decides with: the search result, the per-shard cost model
-(exact scan vs HNSW graph), and the LRU that keeps loaded shard graphs under a memory cap
+(exact scan, projected scan or HNSW graph), and the LRU that keeps loaded shard graphs under a memory cap
 (:class:`~edge_geoloc.maps.index.MapIndex` uses them; split out to keep the search itself readable)."""
 
 from __future__ import annotations
@@ -18,20 +18,31 @@ class CostModel:
     Defaults measured with ``benchmarks/search.py`` data (thread CPU time, one core of a shared
     AMD EPYC): a 65k-tile hnswlib graph at D=256 answers in 14 us at ef 16, 69 us at ef 128,
     265 us at ef 512; scanning float16 rows costs 0.19 us a row contiguous, 0.27 us gathered.
+
+    Projected maps (graphs on a PCA projection, re-ranked ``rerank`` x k) add a third strategy, a scan of
+    the in-scope rows' int8 projections where the graph would otherwise serve a part, and cost their graphs
+    by what they measure: on the 1M-tile bench map (``runs/proj_cost.py``, the same shared machine) a 65-d
+    lifted graph costs 330 ns per ef (5 ns per ef and dim: the visits and their links, not the dot
+    products, dominate), a 256-d one 500 ns; int8 rows gathered, converted and scored 0.3-0.4 ns an element.
     """
 
     scan_base_us: float = 10.0
     scan_ns_per_element: float = 1.0  # per descriptor element scanned (float16 -> float32, dot)
     hnsw_base_us: float = 8.0  # per shard graph query (the Python call, result arrays)
     hnsw_ns_per_ef_dim: float = 2.0  # per ef per graph dimension
-    min_fraction: float = 0.02  # a cut shard with less of its tiles in scope is always scanned
+    min_fraction: float = 0.02  # a cut shard with less of its tiles in scope is never searched by its graph
     oversample: float = 1.5  # graph neighbours asked of a cut shard: oversample * k / (fraction in scope)
+    projected_ns_per_element: float = 0.35  # per int8 projection element scanned (gathered, -> float32, dot)
+    projected_graph_min_dim: int = 160  # a projected graph costs per ef as if it had at least this many dims
 
     def scan_us(self, n: int, dim: int) -> float:
         return self.scan_base_us + n * dim * self.scan_ns_per_element * 1e-3
 
     def hnsw_us(self, ef: int, dim: int) -> float:
         return self.hnsw_base_us + ef * dim * self.hnsw_ns_per_ef_dim * 1e-3
+
+    def projected_us(self, n: int, dim: int) -> float:
+        return self.scan_base_us + n * dim * self.projected_ns_per_element * 1e-3
 
 
 @dataclass
@@ -46,7 +57,7 @@ class SearchResult:
     lon: np.ndarray
     rows: np.ndarray  # rows of descriptors.npy
     in_scope: int  # tiles considered
-    method: str  # "scan", "hnsw", "mixed" or "none"
+    method: str  # "scan", "projected", "hnsw", "mixed" or "none"
     reason: str | None = None
     shards: int = 0  # shards touched
 
@@ -75,8 +86,20 @@ class _Stats:
     evictions: int = 0
     queries: int = 0
     rows_scored: int = 0  # descriptor rows read for exact scores (their pages are what a search maps)
+    rows_projected: int = 0  # rows scored by their int8 projections (held in memory) before re-ranking
     fallback_scans: int = 0  # cut shards scanned because their filtered graph results ran short
     methods: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Graph:
+    """A loaded shard graph; for a projected one, its projection and the int8 codes of its rows' projections."""
+
+    index: Any
+    mean: np.ndarray | None = None  # (D,)
+    basis: np.ndarray | None = None  # (D, d)
+    codes: np.ndarray | None = None  # (count, d) int8, row order: ``codes * scale`` ~ ``(x - mean) @ basis``
+    scale: np.ndarray | None = None  # (d,)
 
 
 class _LRU:

@@ -10,7 +10,8 @@ explicit thread settings), the torch rows through the very module that was expor
 Models: the demo model (``models/demo``) when it exists, else random ``tiny`` weights (said so
 in the table); ``lite0-hybrid`` (the pretrained EfficientNet-Lite0 hybrid: ``models/lite0-towns`` when
 trained, else random weights of the same graph) and its street branch with the panorama's ground view
-(``lite0-hybrid-bev``, ``models/lite0-bev``, the car demo model); ``transgeo-cvusa`` (street, aerial, aerial pruned at keep 0.64) and
+(``lite0-hybrid-bev``, ``models/lite0-bev``, the car demo model) and its 96x384 version (``lite0-hybrid-bev-s96``,
+``models/lite0-bev-s96``); ``transgeo-cvusa`` (street, aerial, aerial pruned at keep 0.64) and
 ``transgeo-vigor`` street, random weights. ``--quick`` (what ``make test`` runs) times only the
 small model at small batches and finishes well under a minute.
 
@@ -40,6 +41,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "encoders.json"
 DEMO_DIR = ROOT / "models" / "demo"
 LITE0 = ROOT / "models" / "lite0-towns" / "lite0-towns.pt"  # the pretrained hybrid (issue 13), when trained
 LITE0_BEV = ROOT / "models" / "lite0-bev" / "lite0-bev.pt"  # the same with the panorama's ground view (car demo model)
+LITE0_BEV_S96 = ROOT / "models" / "lite0-bev-s96" / "lite0-bev-s96.pt"  # street 96x384, ground view 24 m
 
 
 @dataclass(frozen=True)
@@ -239,12 +241,14 @@ def cases(quick: bool, demo_label: str) -> list[Case]:
     big_it = {1: 6, 32: 3}
     lite0 = str(LITE0) if LITE0.exists() else "random"
     lite0_bev = str(LITE0_BEV) if LITE0_BEV.exists() else "random"
+    lite0_bev_s96 = str(LITE0_BEV_S96) if LITE0_BEV_S96.exists() else "random"
     return [
         Case(small, "tiny", weights, "street", (None,), (1, 32), small_it),
         Case(small, "tiny", weights, "aerial", (None,), (1, 32), small_it),
         Case("lite0-hybrid", "lite0-hybrid", lite0, "street", (None,), (1, 32), small_it),
         Case("lite0-hybrid", "lite0-hybrid", lite0, "aerial", (None,), (1, 32), small_it),
         Case("lite0-hybrid-bev", "lite0-hybrid-bev", lite0_bev, "street", (None,), (1, 32), small_it),
+        Case("lite0-bev-s96", "lite0-hybrid-bev-s96", lite0_bev_s96, "street", (None,), (1, 32), small_it),
         Case("transgeo-cvusa", "transgeo-cvusa", "random", "street", (None,), (1, 32), big_it),
         # TransGeo's keep ratio against the unpruned graph, interleaved: what pruning saves in time.
         Case("transgeo-cvusa", "transgeo-cvusa", "random", "aerial", (1.0, 0.64), (1, 32), big_it),

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -395,20 +396,29 @@ class Bundle:
             self._check_file(shard_file(s["id"], ".proj.npy"), s["proj_sha256"].decode())
         self._verified.add(pos)
 
-    def _hash_rows(self, a: int, b: int) -> str:
-        """sha256 of descriptor rows [a, b) read from the file, not through the memory map, and dropped from
-        the page cache after: verifying a shard leaves none of its pages resident, so a search holds only
-        the pages it reads (see ``benchmarks/search.py --memory``)."""
+    def read_rows(self, a: int, b: int, block_bytes: int = 1 << 20) -> Iterator[bytes]:
+        """Descriptor rows [a, b) in blocks of whole rows (about ``block_bytes``), read from the file, not
+        through the memory map, and dropped from the page cache after: reading a shard for its hash or its
+        projections leaves none of its pages resident, so a search holds only the pages it reads (see
+        ``benchmarks/search.py --memory``). A truncated file ends the blocks early."""
         row = self.descriptors.strides[0]
         offset, left = int(self.descriptors.offset) + a * row, (b - a) * row
-        h = hashlib.sha256()
+        step = max(1, block_bytes // row) * row
         with open(self.path / DESCRIPTORS, "rb", buffering=0) as f:
-            f.seek(offset)
-            while left > 0 and (block := f.read(min(left, 1 << 20))):
-                h.update(block)
-                left -= len(block)
-            if hasattr(os, "posix_fadvise"):
-                os.posix_fadvise(f.fileno(), offset, (b - a) * row, os.POSIX_FADV_DONTNEED)
+            try:
+                f.seek(offset)
+                while left > 0 and (block := f.read(min(left, step))):
+                    yield block
+                    left -= len(block)
+            finally:
+                if hasattr(os, "posix_fadvise"):
+                    os.posix_fadvise(f.fileno(), offset, (b - a) * row, os.POSIX_FADV_DONTNEED)
+
+    def _hash_rows(self, a: int, b: int) -> str:
+        """sha256 of descriptor rows [a, b), as stored."""
+        h = hashlib.sha256()
+        for block in self.read_rows(a, b):
+            h.update(block)
         return h.hexdigest()
 
     def load_index(self, pos: int) -> Any:

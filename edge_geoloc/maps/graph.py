@@ -49,7 +49,7 @@ def build_graph(desc16: np.ndarray, hnsw: HnswInfo, first_label: int) -> tuple[A
     if hnsw.dim < x.shape[1]:
         mean, basis = pca_basis(x, hnsw.dim)
         proj = np.concatenate([mean[:, None], basis], axis=1)
-        x = project(desc16, mean, basis)
+        x = project(x, mean, basis)
         if hnsw.lifted:
             norm2 = np.einsum("ij,ij->i", x, x)
             x = np.concatenate([x, np.sqrt(np.maximum(norm2.max() - norm2, 0.0))[:, None]], axis=1)
@@ -61,10 +61,10 @@ def build_graph(desc16: np.ndarray, hnsw: HnswInfo, first_label: int) -> tuple[A
     return index, proj
 
 
-def project(desc16: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """float32 projections ``(x - mean) @ basis`` of float16 descriptor rows: what a projected graph holds
-    (before lifting), and what a search scans in its place (:func:`quantize`)."""
-    return (desc16.astype(np.float32) - mean) @ basis
+def project(rows: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """float32 projections ``(x - mean) @ basis`` of descriptor rows (float16 as stored, or already float32):
+    what a projected graph holds (before lifting), and what a search scans in its place (:func:`quantize`)."""
+    return (np.asarray(rows, dtype=np.float32) - mean) @ basis
 
 
 def quantize(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

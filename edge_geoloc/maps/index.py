@@ -193,19 +193,15 @@ class MapIndex:
         return graph
 
     def _projections(self, pos: int, mean: np.ndarray, basis: np.ndarray) -> np.ndarray:
-        """float32 projections of a shard's rows, from the descriptor file in blocks (then evicted from the page
-        cache, as verification leaves it): the rows a projected scan scores, in row order."""
+        """float32 projections of a shard's rows in row order (the rows a projected scan scores), read from the
+        descriptor file a block at a time and left out of the page cache, as verification leaves them."""
         a, b = self.bundle.rows(pos)
-        d, f = self.bundle.descriptors, self.bundle.path / DESCRIPTORS
-        row = d.strides[0]
         y = np.empty((b - a, self.hdim), np.float32)
-        with open(f, "rb") as fh:
-            for s in range(a, b, 16 * CHUNK_ROWS):
-                e = min(b, s + 16 * CHUNK_ROWS)
-                fh.seek(d.offset + s * row)
-                block = np.fromfile(fh, np.float16, (e - s) * self.dim).reshape(e - s, self.dim)
-                y[s - a : e - a] = project(block, mean, basis)
-        evict(f, d.offset + a * row, (b - a) * row)
+        s = 0
+        for block in self.bundle.read_rows(a, b):
+            x = np.frombuffer(block, self.bundle.descriptors.dtype).reshape(-1, self.dim)
+            y[s : s + len(x)] = project(x, mean, basis)
+            s += len(x)
         return y
 
     def _slots(self, pos: int) -> tuple[np.ndarray, np.ndarray]:

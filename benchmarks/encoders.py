@@ -239,9 +239,7 @@ def cases(quick: bool, demo_label: str) -> list[Case]:
         ]
     small_it = {1: 30, 32: 8}
     big_it = {1: 6, 32: 3}
-    lite0 = str(LITE0) if LITE0.exists() else "random"
-    lite0_bev = str(LITE0_BEV) if LITE0_BEV.exists() else "random"
-    lite0_bev_s96 = str(LITE0_BEV_S96) if LITE0_BEV_S96.exists() else "random"
+    lite0, lite0_bev, lite0_bev_s96 = (str(p) if p.exists() else "random" for p in (LITE0, LITE0_BEV, LITE0_BEV_S96))
     return [
         Case(small, "tiny", weights, "street", (None,), (1, 32), small_it),
         Case(small, "tiny", weights, "aerial", (None,), (1, 32), small_it),

@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from edge_geoloc.localize.run import open_models
     from edge_geoloc.sim.demo import DEMO_MODEL, MAP_CACHE, cached_map, find_export
-    from edge_geoloc.sim.scenario import Trip, load_world, make_scenario, render_frames
+    from edge_geoloc.sim.scenario import Trip, car_camera, load_world, make_scenario, render_frames
 
     t0 = time.perf_counter()
     try:
@@ -150,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     region = Path(args.region)
     map_dir = cached_map(region, model, args.map_cache or MAP_CACHE, workers=2, progress=False)
     n = 60 if args.quick else 300
-    sc = make_scenario(load_world(region), Trip(seed=1, duration_s=n / 2.0, outage=(n / 8.0, n / 2.0), rate_hz=2.0))
+    sc = make_scenario(
+        load_world(region),
+        Trip(seed=1, duration_s=n / 2.0, outage=(n / 8.0, n / 2.0), rate_hz=2.0),
+        camera=car_camera(model),
+    )
     frames = render_frames(sc, workers=2)
     encoder, index, offset = open_models(model, map_dir, threads=args.threads)
     repeats = 1 if args.quick else 2

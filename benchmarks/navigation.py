@@ -50,6 +50,7 @@ def run_drive(town: str, seed: int, duration: float, outage: tuple[float, float]
     from edge_geoloc.sim.demo import MAP_CACHE, cached_map
     from edge_geoloc.sim.scenario import (
         Trip,
+        car_camera,
         evaluate,
         load_world,
         make_scenario,
@@ -61,7 +62,7 @@ def run_drive(town: str, seed: int, duration: float, outage: tuple[float, float]
 
     region = ROOT / "maps" / "synth" / f"{town}.yaml"
     map_dir = cached_map(region, model, MAP_CACHE, workers=2, progress=False)
-    sc = make_scenario(load_world(region), Trip(seed, duration, outage, rate))
+    sc = make_scenario(load_world(region), Trip(seed, duration, outage, rate), camera=car_camera(model))
     frames = render_frames(sc, workers=2)
     encoder, index, offset = open_models(model, map_dir, threads=2)
     res = run_scenario(sc, encoder, index, offset, frames=frames)
@@ -182,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from edge_geoloc.sim.demo import DEMO_MODEL, find_export
+    from edge_geoloc.sim.scenario import car_camera
 
     t0 = time.perf_counter()
     try:
@@ -211,9 +213,11 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     total = pooled(rows)
+    cam = car_camera(model)
     notes = [
         f"model {model.relative_to(ROOT) if model.is_relative_to(ROOT) else model}; drives of {duration:g} s,"
-        f" GPS denied {outage[0]:g}..{outage[1]:g} s, camera {rate:g} Hz (360-degree panorama 64 x 256, 2 m up),"
+        f" GPS denied {outage[0]:g}..{outage[1]:g} s, camera {rate:g} Hz (360-degree panorama"
+        f" {cam.height_px} x {cam.width_px}, {cam.height_m:g} m up),"
         " odometry 10 Hz; loop budget 100 ms",
         load_line(load_before),
         *([args.note] if args.note else []),

@@ -325,6 +325,31 @@ def test_demo_writes_the_report_and_plots(model, tmp_path):
     assert yaml.safe_load((cached / "manifest.yaml").read_text()).get("ortho")
 
 
+def test_the_simulated_car_camera_is_rendered_at_the_street_encoders_resolution(model, tmp_path):
+    """Finer than the demo camera's 64 x 256 only where the encoder takes more: a 96 x 384 input gets a
+    96 x 384 panorama, a 180-degree one of 384 px twice that around; the small 16 x 64 export the demo's."""
+    from exportkit import copy_export
+
+    from edge_geoloc.sim.scenario import DEMO_CAMERA, car_camera
+
+    export, _ = model
+    assert car_camera() == DEMO_CAMERA and car_camera(export) == DEMO_CAMERA
+
+    def with_street(name: str, height: int, width: int, fov: float) -> Path:
+        out = copy_export(export, tmp_path / name)
+        card = yaml.safe_load((out / "model.yaml").read_text())
+        card["street"].update(height=height, width=width, fov_deg=fov, attention_grid=[height // 16, width // 16])
+        card["street"]["patch"] = 16
+        (out / "model.yaml").write_text(yaml.safe_dump(card))
+        return out
+
+    cam = car_camera(with_street("s96", 96, 384, 360.0))
+    assert (cam.height_px, cam.width_px) == (96, 384)
+    assert (cam.height_m, cam.elevation_range_deg, cam.kind) == (2.0, (-45.0, 45.0), "panorama")
+    cam = car_camera(with_street("half", 192, 384, 180.0))
+    assert (cam.height_px, cam.width_px) == (192, 768)
+
+
 def test_concurrent_demo_map_builds_share_one_bundle(model, tmp_path):
     """Two processes asking for the same cached map: one builds, the other waits and reuses it."""
     from concurrent.futures import ProcessPoolExecutor

@@ -16,12 +16,12 @@ def synthetic_inputs(args: argparse.Namespace, camera: Any, index: Any) -> RunIn
     from edge_geoloc.localize.odometry import Odometry
     from edge_geoloc.sim.flight import make_uav_scenario
     from edge_geoloc.sim.gnss import SimulatedGps
-    from edge_geoloc.sim.scenario import DEMO_CAMERA, Trip, load_world, make_scenario
+    from edge_geoloc.sim.scenario import Trip, car_camera, load_world, make_scenario
 
     uav = getattr(camera, "kind", None) == "uav"
     trip = Trip(args.seed, args.duration, tuple(args.outage) if args.outage else None, args.rate_hz)
     world = load_world(args.source[len("synthetic:") :])
-    sc = (make_uav_scenario if uav else make_scenario)(world, trip, camera=camera or DEMO_CAMERA)
+    sc = (make_uav_scenario if uav else make_scenario)(world, trip, camera=camera or car_camera(args.model))
     return RunInputs(
         sc.source(),
         prior=SimulatedGps(sc.gps) if args.gps == "sim" else None,

@@ -140,10 +140,10 @@ class DemoOptions:
 def run_demo(options: DemoOptions = DemoOptions()) -> dict[str, Any]:
     """Run the demo (see the module docstring); returns the report."""
     from edge_geoloc.localize.run import open_models
-    from edge_geoloc.sim.scenario import load_world, make_scenario, render_frames, run_scenario
+    from edge_geoloc.sim.scenario import car_camera, load_world, make_scenario, render_frames, run_scenario
 
     run = prepare_demo(options, DEMO_MODEL, find_export, "drive")
-    sc = make_scenario(load_world(run.region_file), options.trip)
+    sc = make_scenario(load_world(run.region_file), options.trip, camera=car_camera(run.model_dir))
     frames = render_frames(sc, workers=options.workers, progress=options.progress)
     t_render = time.perf_counter()
     encoder, index, offset = open_models(run.model_dir, run.map_dir, threads=max(1, options.workers))

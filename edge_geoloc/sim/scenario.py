@@ -36,6 +36,23 @@ log = logging.getLogger(__name__)
 DEMO_CAMERA = CameraModel(kind="panorama", fov_deg=360.0, width_px=256, height_px=64, height_m=2.0)
 
 
+def car_camera(model_dir: str | Path | None = None) -> CameraModel:
+    """The simulated car's roof camera for the export at ``model_dir``: :data:`DEMO_CAMERA`, rendered finer
+    where the street encoder takes more pixels than its 64 x 256 (the encoder's input width over its FoV, the
+    rows over the camera's elevation range). Blurring a coarser frame up to the input would hide what a finer
+    model sees; a smaller input is resized down from ``DEMO_CAMERA``'s frame, as a real camera's would be."""
+    if model_dir is None:
+        return DEMO_CAMERA
+    from dataclasses import replace
+
+    from edge_geoloc.runtime.card import load_card
+
+    street = load_card(model_dir).street
+    width = max(DEMO_CAMERA.width_px, round(street.width * 360.0 / street.fov_deg))
+    lo, hi = DEMO_CAMERA.elevation_range_deg
+    return replace(DEMO_CAMERA, width_px=width, height_px=round(width * (hi - lo) / 360.0))
+
+
 @dataclass
 class Scenario:
     world: Any

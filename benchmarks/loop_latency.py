@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="60 frames per variant (< 1 minute)")
     parser.add_argument("--json", type=Path, default=None, help=f"default {RESULTS.relative_to(ROOT)}")
-    parser.add_argument("--model", help="export folder (default: the car demo model, models/lite0-bev)")
+    parser.add_argument("--model", help="export folder (default: the car demo model, models/lite0-bev-s96)")
     parser.add_argument("--note", default="", help="a line for the results (where a --model came from)")
     parser.add_argument("--region", default=str(ROOT / "maps" / "demo-suburb.yaml"))
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")

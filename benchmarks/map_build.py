@@ -1,7 +1,7 @@
 """Map building: tiles/s on 1 and 2 processes, what the imagery layer costs, and how the device reads it.
 
 A synthetic town (``maps/synth/test-suburb.yaml``, its side cut to ``--size-m``) is mapped with the demo
-model (``models/lite0-bev``: 128 px tiles of 64 m) into shards of ``--shard-m``, once per row:
+model (``models/lite0-bev-s96``: 128 px tiles of 64 m) into shards of ``--shard-m``, once per row:
 
 - ``nproc``: processes (``map build --nproc``), one ONNX Runtime thread each; ``ortho``: with the imagery
   layer or without (``--no-ortho``). ``tiles_per_s`` is map tiles over the build's wall time after planning
@@ -137,7 +137,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a 260 m town, 3 windows: under a minute")
     ap.add_argument("--size-m", type=float, default=None, help="side of the town (default 800, quick 260)")
     ap.add_argument("--shard-m", type=float, default=None, help="shard side (default: a quarter of the town)")
-    ap.add_argument("--model", default=None, help="export folder (default: models/lite0-bev)")
+    ap.add_argument("--model", default=None, help="export folder (default: the car demo model, models/lite0-bev-s96)")
     ap.add_argument("--json", default=str(RESULTS), help="results file")
     args = ap.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one town, one 3-minute drive (< 1 minute)")
     parser.add_argument("--json", type=Path, default=None, help=f"default {RESULTS.relative_to(ROOT)}")
-    parser.add_argument("--model", help="export folder (default: the car demo model, models/lite0-bev)")
+    parser.add_argument("--model", help="export folder (default: the car demo model, models/lite0-bev-s96)")
     parser.add_argument("--note", default="", help="a line for the results (where a --model came from)")
     parser.add_argument("--towns", nargs="+", default=None, help=f"default {' '.join(TOWNS)}")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="drives per town (default 1 to 6)")

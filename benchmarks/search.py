@@ -850,6 +850,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--memory", action="store_true", help="resident bytes per tile of graph variants (1M tiles)")
     ap.add_argument("--variants", default=VARIANTS, help=f"--memory: HNSW dim:M[:r1/r2] (default {VARIANTS})")
+    ap.add_argument("--note", default=None, help="--memory: a line for the results' notes (what shared the machine)")
     ap.add_argument("--reranks", default=RERANKS, help=f"--memory: re-rank depths in units of k (default {RERANKS})")
     args = ap.parse_args()
     t_start = time.perf_counter()
@@ -923,8 +924,8 @@ def memory_main(args, grids, d0: int, source: str, t_start: float, load0: list[f
         notes = [
             f"descriptors: {source}, tiled over the area as described in the module docstring",
             "RSS of a fresh process after opening with a cold page cache; stages are cumulative",
-            f"load average at start {load0}, now {[round(v, 2) for v in os.getloadavg()]}"
-            " (a model-training job shared this 2-vCPU machine)",
+            f"load average at start {load0}, now {[round(v, 2) for v in os.getloadavg()]} ({os.cpu_count()} CPUs)",
+            *([args.note] if args.note else []),
         ]
         write_json(path, rows, notes, t_start, k=K, ef_construction=EF_CONSTRUCTION, quick=args.quick)
         if not args.quick and not args.json:

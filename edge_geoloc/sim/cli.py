@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     d = sub.add_parser("demo", help="GPS-denied drive through a synthetic town with the demo model; report + plots")
     d.add_argument("--out", default="out/demo", help="report folder")
-    d.add_argument("--model", help="export folder (default: the car's models/lite0-bev, the UAV's models/demo)")
+    d.add_argument("--model", help="export folder (default: the car's models/lite0-bev-s96, the UAV's models/demo)")
     d.add_argument("--region", help="region YAML (default: maps/demo-suburb.yaml)")
     d.add_argument("--duration", type=float, default=420.0, help="seconds of driving")
     d.add_argument("--outage", type=float, nargs=2, default=(60.0, 360.0), metavar=("START", "END"), help="GPS outage")

@@ -1,6 +1,6 @@
 """`edge-geoloc demo`: a car drives through a synthetic town and loses GPS for five minutes.
 
-What it does, on the embedded defaults (the committed demo model in ``models/lite0-bev`` and the
+What it does, on the embedded defaults (the committed demo model in ``models/lite0-bev-s96`` and the
 built-in region ``maps/demo-suburb.yaml``):
 
 1. builds the town's map bundle with the model's aerial encoder, or reuses the cached one
@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 # The car's demo model: the pretrained EfficientNet-Lite0 hybrid with the panorama's ground view (BEV
-# co-retrieval), trained on 56 towns (models/lite0-bev; configs/train/lite0-bev-towns.yaml).
-DEMO_MODEL = ROOT / "models" / "lite0-bev"
+# co-retrieval) at 96x384 over 24 m, trained on 52 towns (models/lite0-bev-s96; configs/train/lite0-bev-s96-towns.yaml).
+DEMO_MODEL = ROOT / "models" / "lite0-bev-s96"
 # The UAV demo's: the tiny ViT with the drone branch trained against its aerial bank (models/demo), until a
 # drone branch is trained on the pretrained backbone.
 UAV_DEMO_MODEL = ROOT / "models" / "demo"

@@ -80,6 +80,7 @@ def test_a_projected_graph_finds_the_exact_tiles_when_re_ranked_deeply_enough(wi
     rng = np.random.default_rng(3)
     q = desc[rng.integers(len(desc), size=40)] + 0.05 * rng.standard_normal((40, desc.shape[1]))
     scopes = [None, *[(float(a), float(b), 900.0) for a, b in zip(*tiling.centre(rng.integers(len(desc), size=19)))]]
+    assert MapIndex.open(path).rerank == 2  # a projected graph's default (benchmarks/results/search_memory.md)
     agree = {}
     for depth in (1, 8):
         index = MapIndex.open(path, rerank=depth)

@@ -89,10 +89,11 @@ class MapIndex:
         self.lifted = self.manifest.hnsw.lifted
         self.ef_search = ef_search or self.manifest.hnsw.ef_search
         self.cost = cost or CostModel()
-        # Graph candidates re-scored per shard: k when the graph holds the descriptors themselves, 4 x k
-        # when it holds a PCA projection (its ranking is approximate: at 1M tiles 2 x k gave recall@10
-        # 0.988 at a 2 km scope, 4 x k 1.000; benchmarks/results/search_memory_log.md).
-        self.rerank = rerank or (1 if self.hdim == self.dim else 4)
+        # Candidates re-scored per shard: k when the graph holds the descriptors themselves, 2 x k when it
+        # holds a PCA projection (its ranking is approximate). At 1M tiles 2 x k keeps recall@10 >= 0.994 at
+        # every scope (the projected scan's candidates rank better than the graph's alone) and is as fast
+        # as the full graph at 2 km; 4 x k is slower for no recall there (benchmarks/results/search_memory.md).
+        self.rerank = rerank or (1 if self.hdim == self.dim else 2)
         # How far a graph's approximate score may sit below the exact one (float rounding, or the
         # variance a projection drops) when deciding whether a short cut shard needs a scan.
         self.margin = 1e-3 if self.hdim == self.dim else 0.1

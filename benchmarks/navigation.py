@@ -24,6 +24,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from _results import load_line, write_json, write_markdown  # benchmarks/_results.py (the script's folder)
@@ -35,6 +36,9 @@ TOWNS = ("test-suburb", "test-downtown", "test-rural", "test-industrial")
 BIN_S = 30.0
 TARGET_MEDIAN_M, TARGET_P95_M = 10.0, 25.0
 
+if TYPE_CHECKING:
+    from edge_geoloc.cameras.street import CameraModel
+
 
 def error_over_time(t: np.ndarray, err: np.ndarray, outage: tuple[float, float]) -> list[float | None]:
     """Median error per BIN_S since the outage began."""
@@ -45,12 +49,13 @@ def error_over_time(t: np.ndarray, err: np.ndarray, outage: tuple[float, float])
     return out
 
 
-def run_drive(town: str, seed: int, duration: float, outage: tuple[float, float], rate: float, model: Path) -> dict:
+def run_drive(
+    town: str, seed: int, duration: float, outage: tuple[float, float], rate: float, model: Path, camera: CameraModel
+) -> dict:
     from edge_geoloc.localize.run import open_models
     from edge_geoloc.sim.demo import MAP_CACHE, cached_map
     from edge_geoloc.sim.scenario import (
         Trip,
-        car_camera,
         evaluate,
         load_world,
         make_scenario,
@@ -62,7 +67,7 @@ def run_drive(town: str, seed: int, duration: float, outage: tuple[float, float]
 
     region = ROOT / "maps" / "synth" / f"{town}.yaml"
     map_dir = cached_map(region, model, MAP_CACHE, workers=2, progress=False)
-    sc = make_scenario(load_world(region), Trip(seed, duration, outage, rate), camera=car_camera(model))
+    sc = make_scenario(load_world(region), Trip(seed, duration, outage, rate), camera=camera)
     frames = render_frames(sc, workers=2)
     encoder, index, offset = open_models(model, map_dir, threads=2)
     res = run_scenario(sc, encoder, index, offset, frames=frames)
@@ -202,10 +207,11 @@ def main(argv: list[str] | None = None) -> int:
             (60.0, 360.0),
             2.0,
         )
+    cam = car_camera(model)
     rows = []
     for town in towns:
         for seed in seeds:
-            row = run_drive(town, seed, duration, outage, rate, model)
+            row = run_drive(town, seed, duration, outage, rate, model, cam)
             rows.append(row)
             print(
                 f"  {town} seed {seed}: outage median {row['outage_median_error_m']} m (odometry only"
@@ -213,7 +219,6 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     total = pooled(rows)
-    cam = car_camera(model)
     notes = [
         f"model {model.relative_to(ROOT) if model.is_relative_to(ROOT) else model}; drives of {duration:g} s,"
         f" GPS denied {outage[0]:g}..{outage[1]:g} s, camera {rate:g} Hz (360-degree panorama"

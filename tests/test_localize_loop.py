@@ -338,8 +338,9 @@ def test_the_simulated_car_camera_is_rendered_at_the_street_encoders_resolution(
     def with_street(name: str, height: int, width: int, fov: float) -> Path:
         out = copy_export(export, tmp_path / name)
         card = yaml.safe_load((out / "model.yaml").read_text())
-        card["street"].update(height=height, width=width, fov_deg=fov, attention_grid=[height // 16, width // 16])
-        card["street"]["patch"] = 16
+        card["street"].update(
+            height=height, width=width, fov_deg=fov, patch=16, attention_grid=[height // 16, width // 16]
+        )
         (out / "model.yaml").write_text(yaml.safe_dump(card))
         return out
 

@@ -36,8 +36,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # The car's demo model: the pretrained EfficientNet-Lite0 hybrid with the panorama's ground view (BEV
 # co-retrieval) at 96x384 over 24 m, trained on 52 towns (models/lite0-bev-s96; configs/train/lite0-bev-s96-towns.yaml).
 DEMO_MODEL = ROOT / "models" / "lite0-bev-s96"
-# The UAV demo's: the tiny ViT with the drone branch trained against its aerial bank (models/demo), until a
-# drone branch is trained on the pretrained backbone.
+# The UAV demo's: the tiny ViT with the drone branch trained against its aerial bank (models/demo); its fixes come
+# from registration. The car demo model's drone branch (models/lite0-bev-s96/drone) retrieves better on single
+# frames but has not been measured in the UAV demo's flights yet.
 UAV_DEMO_MODEL = ROOT / "models" / "demo"
 DEMO_REGION = ROOT / "maps" / "demo-suburb.yaml"
 MAP_CACHE = ROOT / "maps" / "build"

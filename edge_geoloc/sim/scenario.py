@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from edge_geoloc.localize.loop import Fix, Localizer, LoopConfig
 from edge_geoloc.localize.odometry import Odometry
 from edge_geoloc.localize.run import ODOMETRY, events, run_loop
 from edge_geoloc.localize.sources import Capture, Frame
+from edge_geoloc.runtime.card import load_card
 from edge_geoloc.sim.frames import SyntheticSource
 from edge_geoloc.sim.gnss import SimulatedGps
 
@@ -43,10 +44,6 @@ def car_camera(model_dir: str | Path | None = None) -> CameraModel:
     model sees; a smaller input is resized down from ``DEMO_CAMERA``'s frame, as a real camera's would be."""
     if model_dir is None:
         return DEMO_CAMERA
-    from dataclasses import replace
-
-    from edge_geoloc.runtime.card import load_card
-
     street = load_card(model_dir).street
     width = max(DEMO_CAMERA.width_px, round(street.width * 360.0 / street.fov_deg))
     lo, hi = DEMO_CAMERA.elevation_range_deg
